@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class AdminUIConfig(AppConfig):
+    name = "adminui"
+    verbose_name = "Proxy administration"

@@ -1,0 +1,81 @@
+"""LM Studio's model list, fetched at most once per `MODEL_LIST_TTL` seconds and shared by all requests.
+
+Uses the REST `/api/v0/models` (type, arch, quantization, state, context length) and falls back to the
+OpenAI `/v1/models` (ids only) on LM Studio versions that lack it.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Mapping
+
+from .errors import ProxyError
+from .upstream import Upstream
+
+log = logging.getLogger(__name__)
+
+
+class ModelCatalog:
+    def __init__(self, upstream: Upstream, ttl: float = 10.0):
+        self.upstream = upstream
+        self.ttl = ttl
+        self._models: Mapping[str, dict] = {}
+        self._fetched = float("-inf")
+        self._lock = asyncio.Lock()
+
+    async def models(self) -> Mapping[str, dict]:
+        """Model id -> LM Studio's description. Raises a ProxyError if LM Studio cannot be asked and
+        nothing was fetched before; otherwise a stale list beats no list."""
+        if time.monotonic() - self._fetched < self.ttl:
+            return self._models
+        async with self._lock:
+            if time.monotonic() - self._fetched < self.ttl:
+                return self._models
+            try:
+                self._models = await self._fetch()
+            except ProxyError:
+                if not self._models:
+                    raise
+                log.warning("LM Studio's model list could not be refreshed; using the last one")
+            self._fetched = time.monotonic()
+            return self._models
+
+    async def get(self, model_id: str) -> dict | None:
+        """One model's description, or None when LM Studio cannot be asked or does not know it."""
+        try:
+            return (await self.models()).get(model_id)
+        except ProxyError:
+            return None
+
+    def invalidate(self):
+        """Forget the cached list (after a load or unload changed it)."""
+        self._fetched = float("-inf")
+
+    async def _fetch(self) -> dict[str, dict]:
+        try:
+            body = await self.upstream.json("GET", "/api/v0/models")
+        except ProxyError as exc:
+            log.info("GET /api/v0/models failed (%s); falling back to /v1/models", exc.message)
+            body = await self.upstream.json("GET", "/v1/models")
+        data = body.get("data") if isinstance(body, dict) else None
+        return {m["id"]: m for m in data or () if isinstance(m, dict) and isinstance(m.get("id"), str)}
+
+
+_catalog: ModelCatalog | None = None
+
+
+def get_catalog() -> ModelCatalog:
+    global _catalog
+    if _catalog is None:
+        from django.conf import settings
+
+        from .upstream import get_upstream
+
+        _catalog = ModelCatalog(get_upstream(), ttl=settings.MODEL_LIST_TTL)
+    return _catalog
+
+
+def set_catalog(catalog: ModelCatalog | None):
+    global _catalog
+    _catalog = catalog

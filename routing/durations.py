@@ -1,0 +1,50 @@
+"""Durations as Ollama writes them: seconds as numbers, or Go duration strings ("90s", "1h30m")."""
+from __future__ import annotations
+
+import math
+import re
+
+_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+_WHOLE = re.compile(r"[+-]?(?:(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|μs|ms|s|m|h))+")
+
+FOREVER = math.inf
+
+
+def parse_duration(value: object) -> float:
+    """Seconds for a number or Go-style duration string; negative means forever (`math.inf`).
+
+    Raises ValueError with a readable message for anything else (booleans included).
+    """
+    if isinstance(value, bool) or value is None:
+        raise ValueError(f"not a duration: {value!r}")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    elif isinstance(value, str):
+        seconds = _parse_go_duration(value.strip())
+    else:
+        raise ValueError(f"not a duration: {value!r}")
+    if math.isnan(seconds):
+        raise ValueError(f"not a duration: {value!r}")
+    return FOREVER if seconds < 0 else seconds
+
+
+def _parse_go_duration(text: str) -> float:
+    if text in ("0", "+0", "-0"):
+        return 0.0
+    if not _WHOLE.fullmatch(text):
+        try:  # Ollama also accepts a number sent as a string ("300")
+            return float(text)
+        except ValueError:
+            raise ValueError(
+                f"not a duration: {text!r} (use seconds or a Go duration like '90s', '10m', '1h30m')"
+            ) from None
+    sign = -1.0 if text.startswith("-") else 1.0
+    return sign * sum(float(num) * _UNITS[unit] for num, unit in _PART.findall(text))
+
+
+def ttl_seconds(seconds: float) -> int | None:
+    """LM Studio's `ttl` (whole seconds, at least 1) for a duration; None for forever."""
+    if seconds == FOREVER:
+        return None
+    return max(1, math.ceil(seconds))

@@ -1,0 +1,83 @@
+"""The proxy's one error hierarchy, and the one place that turns an error into a client's error body.
+
+Every failure the proxy reports is a `ProxyError` subclass that knows its HTTP status and message.
+Views never build error bodies themselves: `error_body(exc, dialect)` does it for both dialects.
+"""
+from __future__ import annotations
+
+
+class ProxyError(Exception):
+    """Base class: an error with an HTTP status and a message meant for the client."""
+
+    status = 500
+    openai_type = "server_error"
+    openai_code: str | None = None
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class BadRequest(ProxyError):
+    status = 400
+    openai_type = "invalid_request_error"
+
+
+class PayloadTooLarge(ProxyError):
+    status = 413
+    openai_type = "invalid_request_error"
+
+
+class ModelNotFound(ProxyError):
+    status = 404
+    openai_type = "invalid_request_error"
+    openai_code = "model_not_found"
+
+    def __init__(self, model: str):
+        super().__init__(f"model '{model}' not found")
+        self.model = model
+
+
+class NotSupported(ProxyError):
+    """An Ollama feature this proxy cannot provide in front of LM Studio (e.g. pulling models)."""
+
+    status = 501
+    openai_type = "invalid_request_error"
+
+
+class UpstreamError(ProxyError):
+    """LM Studio answered with an error; its status and message are passed on."""
+
+    status = 502
+
+    def __init__(self, message: str, status: int = 502):
+        super().__init__(message)
+        self.status = status
+
+
+class UpstreamUnavailable(ProxyError):
+    status = 502
+
+
+class UpstreamTimeout(ProxyError):
+    status = 504
+
+
+class ModelNotLoaded(ProxyError):
+    """LM Studio has the model but will not load it on demand (JIT loading is off)."""
+
+    status = 409
+
+
+def error_body(exc: ProxyError, dialect: str) -> dict:
+    """The JSON body that `dialect` ("ollama" or "openai") clients expect for `exc`."""
+    if dialect == "openai":
+        return {
+            "error": {
+                "message": exc.message,
+                "type": exc.openai_type,
+                "param": "model" if isinstance(exc, ModelNotFound) else None,
+                "code": exc.openai_code,
+            }
+        }
+    return {"error": exc.message}

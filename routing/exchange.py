@@ -1,0 +1,90 @@
+"""One proxied request, as it happened: what was asked, where it went, how it ended, how long it took.
+
+The pipeline fills an `Exchange` as the request goes; when the request is over (answered, failed or
+cut off by the client) it is handed once to every observer (`routing.observers`), which is where the
+request log and the metrics live.
+"""
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+
+@dataclass
+class Timing:
+    """Monotonic timestamps in nanoseconds."""
+
+    start: int = field(default_factory=time.perf_counter_ns)
+    first_token: int | None = None
+    end: int | None = None
+
+    def mark_first_token(self):
+        if self.first_token is None:
+            self.first_token = time.perf_counter_ns()
+
+    def stop(self):
+        if self.end is None:
+            self.end = time.perf_counter_ns()
+
+    def _end(self) -> int:
+        return self.end if self.end is not None else time.perf_counter_ns()
+
+    def total_ns(self) -> int:
+        return self._end() - self.start
+
+    def first_token_ns(self) -> int:
+        return (self.first_token or self._end()) - self.start
+
+    def generation_ns(self) -> int:
+        return self._end() - (self.first_token or self._end())
+
+
+# How an exchange ended, besides its HTTP status.
+OK, FAILED, DISCONNECTED = "ok", "error", "client disconnected"
+
+
+@dataclass
+class Exchange:
+    api: str                      # "ollama" | "openai"
+    endpoint: str                 # e.g. "/api/chat"
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    started_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    timing: Timing = field(default_factory=Timing)
+    client: str = ""
+    user_agent: str = ""
+    requested_model: str = ""
+    upstream_model: str = ""
+    alias: str = ""
+    stream: bool = False
+    status: int = 200
+    outcome: str = OK
+    error: str = ""
+    ttl: int | None = None
+    request_body: Any = None      # what the client sent (parsed JSON)
+    upstream_body: Any = None     # what was sent to LM Studio, after overrides
+    response_text: str = ""
+    thinking: str = ""
+    tool_calls: list = field(default_factory=list)
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+    def fail(self, status: int, message: str, outcome: str = FAILED):
+        self.status, self.error, self.outcome = status, message, outcome
+
+    @property
+    def duration_ms(self) -> float:
+        return self.timing.total_ns() / 1e6
+
+    @property
+    def ttft_ms(self) -> float | None:
+        return self.timing.first_token_ns() / 1e6 if self.timing.first_token else None
+
+    @property
+    def tokens_per_second(self) -> float | None:
+        gen = self.timing.generation_ns()
+        if not self.completion_tokens or gen <= 0:
+            return None
+        return self.completion_tokens / (gen / 1e9)

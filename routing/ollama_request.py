@@ -1,0 +1,196 @@
+"""Ollama requests translated to OpenAI-shaped LM Studio requests. Pure functions, no I/O.
+
+Validation happens here too, so a bad field is a `BadRequest` naming the field, never a 500.
+"""
+from __future__ import annotations
+
+import binascii
+from typing import Any
+
+import orjson
+
+from .durations import parse_duration, ttl_seconds
+from .errors import BadRequest
+from .overrides import options_to_params
+
+ROLES = ("system", "user", "assistant", "tool")
+
+_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+    (b"BM", "image/bmp"),
+)
+
+
+def require_model(body: dict) -> str:
+    """The requested model name (`model`, or `name` as older clients send it)."""
+    model = body.get("model") or body.get("name")
+    if model is None:
+        raise BadRequest("model is required")
+    if not isinstance(model, str) or not model.strip():
+        raise BadRequest("model must be a non-empty string")
+    return model
+
+
+def keep_alive_ttl(body: dict) -> tuple[bool, int | None]:
+    """(whether the client sent `keep_alive`, the LM Studio ttl it means; None = forever)."""
+    if body.get("keep_alive") is None:
+        return False, None
+    try:
+        seconds = parse_duration(body["keep_alive"])
+    except ValueError as exc:
+        raise BadRequest(f"keep_alive: {exc}") from None
+    return True, ttl_seconds(seconds)
+
+
+def image_part(data: Any, where: str) -> dict:
+    """An OpenAI `image_url` content part for one base64 image, MIME type sniffed from its bytes."""
+    if not isinstance(data, str):
+        raise BadRequest(f"{where}: images must be base64 strings")
+    if data.startswith("data:"):
+        data = data.partition(",")[2]
+    try:
+        raw = binascii.a2b_base64(data.encode("ascii"), strict_mode=True)
+    except (binascii.Error, ValueError, UnicodeEncodeError):
+        raise BadRequest(f"{where}: not valid base64") from None
+    if not raw:
+        raise BadRequest(f"{where}: empty image")
+    mime = next((m for magic, m in _MAGIC if raw.startswith(magic)), None)
+    if mime is None and raw[:4] == b"RIFF" and raw[8:12] == b"WEBP":
+        mime = "image/webp"
+    if mime is None:
+        raise BadRequest(f"{where}: not a PNG, JPEG, GIF, WebP or BMP image")
+    return {"type": "image_url", "image_url": {"url": f"data:{mime};base64,{data}"}}
+
+
+def _content(text: Any, images: Any, where: str):
+    if text is not None and not isinstance(text, str):
+        raise BadRequest(f"{where}.content must be a string")
+    if not images:
+        return text or ""
+    if not isinstance(images, list):
+        raise BadRequest(f"{where}.images must be a list of base64 strings")
+    parts = [{"type": "text", "text": text}] if text else []
+    return parts + [image_part(img, f"{where}.images[{i}]") for i, img in enumerate(images)]
+
+
+def _tool_calls(calls: Any, where: str, index: int) -> list[dict]:
+    if not isinstance(calls, list):
+        raise BadRequest(f"{where}.tool_calls must be a list")
+    out = []
+    for j, call in enumerate(calls):
+        fn = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+            raise BadRequest(f"{where}.tool_calls[{j}].function.name is required")
+        args = fn.get("arguments") or {}
+        if not isinstance(args, (dict, str)):
+            raise BadRequest(f"{where}.tool_calls[{j}].function.arguments must be an object")
+        out.append({
+            "id": call.get("id") or f"call_{index}_{j}",
+            "type": "function",
+            "function": {"name": fn["name"],
+                         "arguments": args if isinstance(args, str) else orjson.dumps(args).decode()},
+        })
+    return out
+
+
+def ollama_messages_to_openai(messages: Any) -> list[dict]:
+    """Ollama chat messages as OpenAI messages: images as content parts, tool calls with string
+    arguments, and tool results matched to the assistant call they answer by `tool_call_id`."""
+    if not isinstance(messages, list):
+        raise BadRequest("messages must be a list")
+    out: list[dict] = []
+    pending: list[dict] = []  # tool calls not answered yet, oldest first
+    for i, msg in enumerate(messages):
+        where = f"messages[{i}]"
+        if not isinstance(msg, dict):
+            raise BadRequest(f"{where} must be an object")
+        role = msg.get("role")
+        if role not in ROLES:
+            raise BadRequest(f"{where}.role must be one of {', '.join(ROLES)}, got {role!r}")
+        converted: dict = {"role": role, "content": _content(msg.get("content"), msg.get("images"), where)}
+        if role == "assistant" and msg.get("tool_calls"):
+            converted["tool_calls"] = _tool_calls(msg["tool_calls"], where, i)
+            pending = list(converted["tool_calls"])
+        if role == "tool":
+            converted["tool_call_id"] = _answered_call(pending, msg.get("tool_name") or msg.get("name"),
+                                                       msg.get("tool_call_id"), i)
+        out.append(converted)
+    return out
+
+
+def _answered_call(pending: list[dict], name: Any, explicit: Any, index: int) -> str:
+    if isinstance(explicit, str) and explicit:
+        pending[:] = [c for c in pending if c["id"] != explicit]
+        return explicit
+    for call in pending:
+        if name is None or call["function"]["name"] == name:
+            pending.remove(call)
+            return call["id"]
+    return f"call_{index}"
+
+
+def response_format(fmt: Any) -> dict | None:
+    """OpenAI `response_format` for Ollama's `format` ("json" or a JSON schema)."""
+    if fmt in (None, ""):
+        return None
+    if fmt == "json":
+        schema: dict = {"type": "object"}
+    elif isinstance(fmt, dict):
+        schema = fmt
+    else:
+        raise BadRequest("format must be \"json\" or a JSON schema object")
+    return {"type": "json_schema", "json_schema": {"name": "response", "schema": schema, "strict": True}}
+
+
+def _common(body: dict) -> dict:
+    options = body.get("options")
+    options = {} if options is None else options
+    if not isinstance(options, dict):
+        raise BadRequest("options must be an object")
+    out = options_to_params(options)
+    _check_params(out)
+    fmt = response_format(body.get("format"))
+    if fmt:
+        out["response_format"] = fmt
+    out["stream"] = True
+    out["stream_options"] = {"include_usage": True}
+    return out
+
+
+def _check_params(params: dict):
+    for name, value in params.items():
+        if name == "stop":
+            if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
+                raise BadRequest("options.stop must be a string or a list of strings")
+        elif isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise BadRequest(f"options: {name} must be a number")
+
+
+def chat_to_openai(body: dict) -> dict:
+    """An Ollama /api/chat body as an OpenAI chat completion request (always streamed upstream)."""
+    out = _common(body)
+    out["messages"] = ollama_messages_to_openai(body.get("messages") or [])
+    tools = body.get("tools")
+    if tools:
+        if not isinstance(tools, list):
+            raise BadRequest("tools must be a list")
+        out["tools"] = tools
+    return out
+
+
+def generate_to_openai(body: dict) -> dict:
+    """An Ollama /api/generate body as an OpenAI chat completion request (always streamed upstream)."""
+    prompt = body.get("prompt") or ""
+    if not isinstance(prompt, str):
+        raise BadRequest("prompt must be a string")
+    system = body.get("system")
+    if system is not None and not isinstance(system, str):
+        raise BadRequest("system must be a string")
+    out = _common(body)
+    messages = [{"role": "system", "content": system}] if system else []
+    messages.append({"role": "user", "content": _content(prompt, body.get("images"), "request")})
+    out["messages"] = messages
+    return out

@@ -1,0 +1,77 @@
+"""The OpenAI dialect on `/v1`: requests checked and aimed at a route, chunks passed through.
+
+LM Studio already speaks OpenAI, so translation is small: the model id in and out, usage requested for
+the request log (and hidden again if the client did not ask for it).
+"""
+from __future__ import annotations
+
+from .errors import BadRequest
+from .exchange import Timing
+from .ollama_response import Answer
+
+
+def check_chat(body: dict) -> dict:
+    """A /v1/chat/completions body, checked for what the proxy itself relies on."""
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise BadRequest("messages must be a non-empty list")
+    for i, msg in enumerate(messages):
+        if not isinstance(msg, dict) or not isinstance(msg.get("role"), str):
+            raise BadRequest(f"messages[{i}].role is required")
+    return _with_usage(body)
+
+
+def check_completion(body: dict) -> dict:
+    """A /v1/completions body."""
+    if not isinstance(body.get("prompt"), (str, list)):
+        raise BadRequest("prompt must be a string or a list of strings")
+    return _with_usage(body)
+
+
+def _with_usage(body: dict) -> dict:
+    if body.get("stream"):
+        options = dict(body.get("stream_options") or {})
+        options["include_usage"] = True
+        return {**body, "stream_options": options}
+    return dict(body)
+
+
+def client_ttl(body: dict) -> tuple[bool, int | None]:
+    """LM Studio's own `ttl` extension, when an OpenAI client sends it."""
+    ttl = body.get("ttl")
+    if ttl is None:
+        return False, None
+    if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl <= 0:
+        raise BadRequest("ttl must be a positive number of seconds")
+    return True, ttl
+
+
+class OpenAIPassthrough:
+    """Passes OpenAI chunks through with the client's model name, remembering the answer for the log."""
+
+    def __init__(self, model: str, client_wants_usage: bool):
+        self.model = model
+        self.client_wants_usage = client_wants_usage
+        self.answer = Answer()
+
+    def feed(self, event: dict) -> list[dict]:
+        self.answer.add_usage(event.get("usage"))
+        choices = event.get("choices") or ()
+        for choice in choices:
+            delta = choice.get("delta") or choice.get("message")
+            self.answer.add_delta(delta if delta is not None else {"content": choice.get("text")})
+            if choice.get("finish_reason"):
+                self.answer.finish_reason = choice["finish_reason"]
+        if not choices and event.get("usage") and not self.client_wants_usage:
+            return []
+        if "model" in event:
+            event["model"] = self.model
+        return [event]
+
+    def finish(self, timing: Timing) -> list[dict]:
+        return []
+
+    def whole(self, body: dict) -> dict:
+        """A non-streamed response, with the client's model name."""
+        self.feed(body)
+        return body

@@ -1,0 +1,75 @@
+"""Applying a route to an OpenAI-shaped request body: the upstream model id and the alias's overrides.
+
+Both dialects end here: an Ollama request is first translated to OpenAI's shape, then overridden by the
+same function as a request that arrived on `/v1`. Pure functions: data in, data out.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from .routes import Alias, Defaults, Route
+
+# Ollama option -> OpenAI/LM Studio parameter, for every option LM Studio understands.
+OPTION_PARAMS = {
+    "num_predict": "max_tokens",
+    "temperature": "temperature",
+    "top_p": "top_p",
+    "top_k": "top_k",
+    "min_p": "min_p",
+    "seed": "seed",
+    "stop": "stop",
+    "repeat_penalty": "repeat_penalty",
+    "presence_penalty": "presence_penalty",
+    "frequency_penalty": "frequency_penalty",
+}
+
+
+def options_to_params(options: Mapping[str, Any]) -> dict:
+    """OpenAI parameters for Ollama `options`; options LM Studio has no equivalent for are dropped."""
+    params = {}
+    for name, value in options.items():
+        param = OPTION_PARAMS.get(name)
+        if param is None or value is None:
+            continue
+        if name == "num_predict" and isinstance(value, int) and value < 0:
+            continue  # -1 (infinite) and -2 (fill context) mean "no limit"
+        if name == "stop" and isinstance(value, str):
+            value = [value]
+        params[param] = value
+    return params
+
+
+def apply_system(messages: list[dict], alias: Alias) -> list[dict]:
+    """Messages with the alias's system prompt applied according to its `system_mode`."""
+    if not alias.system:
+        return messages
+    ours = {"role": "system", "content": alias.system}
+    if alias.system_mode == "replace":
+        return [ours] + [m for m in messages if m.get("role") != "system"]
+    if alias.system_mode == "default" and any(m.get("role") == "system" for m in messages):
+        return messages
+    return [ours] + messages
+
+
+def apply_route(body: dict, route: Route, defaults: Defaults, client_ttl: int | None = None,
+                ttl_sent: bool = False) -> dict:
+    """`body` (OpenAI shape) aimed at `route`: model id, overrides, system prompt and TTL.
+
+    TTL precedence: the client's own (`client_ttl`, when `ttl_sent`), else the alias's, else the
+    defaults', else none (LM Studio's default).
+    """
+    out = dict(body)
+    out["model"] = route.model
+    alias = route.alias
+    if alias is not None:
+        out.update(options_to_params(alias.options))
+        if alias.temperature is not None:
+            out["temperature"] = alias.temperature
+        if "messages" in out:
+            out["messages"] = apply_system(out["messages"], alias)
+    ttl = client_ttl if ttl_sent else route.ttl(defaults)
+    if ttl is not None:
+        out["ttl"] = ttl
+    elif ttl_sent:
+        out.pop("ttl", None)
+    return out

@@ -1,0 +1,149 @@
+"""The one request pipeline: parse -> resolve alias -> apply overrides -> call upstream -> relay -> log.
+
+An `Endpoint` names what differs between endpoints (the dialect, how to translate the body, which
+LM Studio path, how to translate the answer); `proxy` does the rest, the same way for all of them.
+"""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Callable
+
+import orjson
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+
+from .errors import BadRequest, ModelNotFound, PayloadTooLarge, ProxyError, UpstreamError, error_body
+from .exchange import DISCONNECTED, Exchange
+from .observers import exchange_finished
+from .ollama_request import keep_alive_ttl, require_model
+from .ollama_response import OllamaTranslator
+from .openai_side import OpenAIPassthrough, client_ttl
+from .overrides import apply_route
+from .registry import get_registry
+from .relay import OLLAMA, OPENAI, Dialect, record_answer, relay
+from .upstream import get_upstream
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    path: str                            # the client-facing path, for the log
+    dialect: Dialect
+    upstream_path: str
+    build: Callable[[dict], dict]        # client body -> OpenAI-shaped body (route not applied yet)
+    kind: str = "chat"                   # what an Ollama translator produces: "chat" | "generate"
+
+    @property
+    def api(self) -> str:
+        return self.dialect.name
+
+
+def json_response(body, status: int = 200, request_id: str = "") -> HttpResponse:
+    response = HttpResponse(orjson.dumps(body), status=status, content_type="application/json")
+    if request_id:
+        response["X-Request-Id"] = request_id
+    return response
+
+
+def parse_body(request: HttpRequest) -> dict:
+    """The request's JSON object body, or a BadRequest/PayloadTooLarge that says what is wrong."""
+    try:
+        raw = request.body
+    except RequestDataTooBig:
+        raise PayloadTooLarge("request body too large") from None
+    if not raw.strip():
+        raise BadRequest("missing request body")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"invalid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise BadRequest("request body must be a JSON object")
+    return body
+
+
+def begin_exchange(request: HttpRequest, endpoint: Endpoint) -> Exchange:
+    return Exchange(api=endpoint.api, endpoint=endpoint.path,
+                    client=request.META.get("REMOTE_ADDR", ""),
+                    user_agent=request.META.get("HTTP_USER_AGENT", "")[:300])
+
+
+async def proxy(request: HttpRequest, endpoint: Endpoint) -> HttpResponse:
+    """Serve one model request end to end; every outcome is recorded once.
+
+    Streamed answers are recorded by the relay when the stream ends; everything else here.
+    """
+    exchange = begin_exchange(request, endpoint)
+    try:
+        response = await _proxy(request, endpoint, exchange)
+    except ProxyError as exc:
+        exchange.fail(exc.status, exc.message)
+        response = json_response(error_body(exc, endpoint.api), exc.status, exchange.id)
+    except asyncio.CancelledError:
+        exchange.fail(499, "client disconnected before the answer was complete", DISCONNECTED)
+        exchange_finished(exchange)
+        raise
+    if not response.streaming:
+        exchange_finished(exchange)
+    return response
+
+
+async def _proxy(request: HttpRequest, endpoint: Endpoint, exchange: Exchange) -> HttpResponse:
+    body = parse_body(request)
+    exchange.request_body = body
+    requested = require_model(body)
+    table = get_registry().table()
+    route = table.resolve(requested)
+    if route is None:
+        raise ModelNotFound(requested)
+    exchange.requested_model, exchange.upstream_model = requested, route.model
+    exchange.alias = route.alias.name if route.alias else ""
+
+    stream = body.get("stream", endpoint.api == "ollama")
+    if not isinstance(stream, bool):
+        raise BadRequest("stream must be true or false")
+    ttl_sent, ttl = keep_alive_ttl(body) if endpoint.api == "ollama" else client_ttl(body)
+    upstream_body = apply_route(endpoint.build(body), route, table.defaults, ttl, ttl_sent)
+    exchange.stream, exchange.ttl = stream, upstream_body.get("ttl")
+    exchange.upstream_body = upstream_body
+
+    if endpoint.api == "ollama":
+        translator = OllamaTranslator(requested, endpoint.kind)
+    else:
+        translator = OpenAIPassthrough(requested, bool((body.get("stream_options") or {}).get("include_usage")))
+
+    upstream = get_upstream()
+    response = await upstream.open("POST", endpoint.upstream_path, upstream_body, model=requested)
+    events = upstream.events(response)
+    if not stream:
+        return await _whole(events, translator, endpoint, exchange)
+    # Read the first event before answering, so a failure to start is a JSON error, not a broken stream.
+    try:
+        first = [await anext(events)]
+    except StopAsyncIteration:
+        first = []
+    except BaseException:
+        await events.aclose()
+        raise
+    streaming = StreamingHttpResponse(relay(events, first, translator, endpoint.dialect, exchange),
+                                      content_type=endpoint.dialect.content_type)
+    streaming["X-Request-Id"] = exchange.id
+    streaming["Cache-Control"] = "no-cache"
+    return streaming
+
+
+async def _whole(events, translator, endpoint: Endpoint, exchange: Exchange) -> HttpResponse:
+    """A non-streamed answer: the upstream answer (a stream for Ollama) assembled into one response."""
+    last = None
+    async for event in events:
+        chunks = translator.feed(event)
+        if chunks:
+            exchange.timing.mark_first_token()
+            last = chunks[-1]
+    exchange.timing.stop()
+    record_answer(exchange, translator.answer)
+    if endpoint.api == "ollama":
+        return json_response(translator.whole(exchange.timing), request_id=exchange.id)
+    if last is None:
+        raise UpstreamError("LM Studio sent an empty answer")
+    return json_response(last, request_id=exchange.id)

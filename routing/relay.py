@@ -1,0 +1,81 @@
+"""The one streaming relay: upstream events in, framed client chunks out, the exchange closed at the end.
+
+Every streamed endpoint of both dialects goes through `relay`. It ends the stream properly in every
+case: the dialect's end marker on success, a last error chunk when the upstream fails mid-stream, and a
+"client disconnected" record (with the upstream request closed at once) when the client goes away.
+"""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import AsyncIterator, Callable, Protocol
+
+import orjson
+
+from .errors import ProxyError, error_body
+from .exchange import DISCONNECTED, Exchange, Timing
+from .observers import exchange_finished
+from .ollama_response import Answer
+
+
+class Translator(Protocol):
+    answer: Answer
+
+    def feed(self, event: dict) -> list[dict]: ...
+
+    def finish(self, timing: Timing) -> list[dict]: ...
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """How one client dialect frames a stream and reports errors."""
+
+    name: str
+    content_type: str
+    frame: Callable[[dict], bytes]
+    end: bytes
+
+    def error_frame(self, exc: ProxyError) -> bytes:
+        return self.frame(error_body(exc, self.name))
+
+
+OLLAMA = Dialect("ollama", "application/x-ndjson", lambda obj: orjson.dumps(obj) + b"\n", b"")
+OPENAI = Dialect("openai", "text/event-stream", lambda obj: b"data: " + orjson.dumps(obj) + b"\n\n",
+                 b"data: [DONE]\n\n")
+
+
+def record_answer(exchange: Exchange, answer: Answer):
+    exchange.response_text = answer.text
+    exchange.thinking = "".join(answer.thinking)
+    exchange.tool_calls = answer.ollama_tool_calls() if answer.tool_calls else []
+    exchange.prompt_tokens = answer.prompt_tokens
+    exchange.completion_tokens = answer.completion_tokens
+
+
+async def relay(events: AsyncIterator[dict], first: list[dict], translator: Translator,
+                dialect: Dialect, exchange: Exchange) -> AsyncIterator[bytes]:
+    """Translate and frame a stream. `first` holds events already read (to check the stream started)."""
+    frame, timing = dialect.frame, exchange.timing
+    try:
+        for event in first:
+            chunks = translator.feed(event)
+            if chunks:
+                timing.mark_first_token()
+                yield b"".join(map(frame, chunks))
+        async for event in events:
+            chunks = translator.feed(event)
+            if chunks:
+                timing.mark_first_token()
+                yield b"".join(map(frame, chunks))
+        timing.stop()
+        yield b"".join(map(frame, translator.finish(timing))) + dialect.end
+    except ProxyError as exc:
+        exchange.fail(exc.status, exc.message)
+        yield dialect.error_frame(exc)
+    except (asyncio.CancelledError, GeneratorExit):
+        exchange.fail(499, "client disconnected before the answer was complete", DISCONNECTED)
+        raise
+    finally:
+        await events.aclose()  # closes the upstream response: LM Studio stops generating
+        record_answer(exchange, translator.answer)
+        exchange_finished(exchange)

@@ -1,0 +1,179 @@
+"""The one pooled HTTP client to LM Studio, and the one place transport errors become ProxyErrors.
+
+Requests go only to the configured base URL: callers pass paths, never URLs.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import AsyncIterator
+
+import httpx
+import orjson
+
+from .errors import ModelNotFound, ModelNotLoaded, ProxyError, UpstreamError, UpstreamTimeout, \
+    UpstreamUnavailable
+
+
+class Upstream:
+    def __init__(self, base_url: str, *, api_key: str = "", connect_timeout: float = 5.0,
+                 read_timeout: float = 300.0, max_connections: int = 256,
+                 transport: httpx.AsyncBaseTransport | None = None):
+        self.base_url = base_url.rstrip("/")
+        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        timeout = httpx.Timeout(read_timeout, connect=connect_timeout, pool=connect_timeout)
+        if transport is None:
+            from httpx_aiohttp import AiohttpTransport  # 2-3x httpx's own transport in our benchmark
+
+            transport = AiohttpTransport(limits=limits)
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.client = httpx.AsyncClient(base_url=self.base_url, transport=transport, timeout=timeout,
+                                        limits=limits, headers=headers)
+
+    @contextlib.asynccontextmanager
+    async def mapped_errors(self):
+        """Turn transport failures into ProxyErrors with messages a person can act on."""
+        try:
+            yield
+        except httpx.TimeoutException as exc:
+            if isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout)):
+                raise UpstreamUnavailable(f"LM Studio at {self.base_url} did not accept a connection "
+                                          f"in time") from exc
+            raise UpstreamTimeout(f"LM Studio at {self.base_url} did not answer in time") from exc
+        except httpx.ConnectError as exc:
+            raise UpstreamUnavailable(f"cannot reach LM Studio at {self.base_url}: is its server "
+                                      f"running? ({exc})") from exc
+        except httpx.TransportError as exc:
+            raise UpstreamUnavailable(f"connection to LM Studio at {self.base_url} failed: "
+                                      f"{exc or type(exc).__name__}") from exc
+
+    async def open(self, method: str, path: str, body: dict | None = None, *,
+                   model: str = "") -> httpx.Response:
+        """Send a request and return the response with its status already checked (body unread).
+
+        `model` names the model for a not-found error. The caller must close the response.
+        """
+        content = orjson.dumps(body) if body is not None else None
+        headers = {"Content-Type": "application/json"} if body is not None else None
+        async with self.mapped_errors():
+            request = self.client.build_request(method, path, content=content, headers=headers)
+            response = await self.client.send(request, stream=True)
+            try:
+                if response.status_code >= 400 or "json" in response.headers.get("content-type", ""):
+                    await response.aread()
+                    check_response(response, model)
+            except BaseException:
+                await response.aclose()
+                raise
+        return response
+
+    async def json(self, method: str, path: str, body: dict | None = None, *, model: str = "") -> dict:
+        """A whole JSON response, status checked."""
+        response = await self.open(method, path, body, model=model)
+        await response.aclose()
+        return orjson.loads(response.content)
+
+    async def events(self, response: httpx.Response) -> AsyncIterator[dict]:
+        """The JSON events of an SSE response, parsed once, until `[DONE]`. Closes the response."""
+        try:
+            if response.is_stream_consumed:  # a whole JSON answer (checked in `open`): one event
+                yield orjson.loads(response.content)
+                return
+            async with self.mapped_errors():
+                buffer = b""
+                async for piece in response.aiter_raw():
+                    buffer += piece
+                    *lines, buffer = buffer.split(b"\n")
+                    for line in lines:
+                        event = parse_sse_line(line)
+                        if event is _DONE:
+                            return
+                        if event is not None:
+                            yield event
+                if parse_sse_line(buffer) is _DONE:
+                    return
+            raise UpstreamError("LM Studio closed the stream before it was complete")
+        finally:
+            await response.aclose()
+
+    async def aclose(self):
+        await self.client.aclose()
+
+
+_DONE = object()
+
+
+def parse_sse_line(line: bytes):
+    """One SSE line: a parsed `data:` event, `_DONE` for `[DONE]`, or None for anything else."""
+    if not line.startswith(b"data:"):
+        return None
+    data = line[5:].strip()
+    if data == b"[DONE]":
+        return _DONE
+    if not data:
+        return None
+    try:
+        event = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise UpstreamError(f"LM Studio sent an unreadable event: {data[:200]!r}") from None
+    if isinstance(event, dict) and event.get("error"):
+        raise UpstreamError(f"LM Studio: {error_message(event)}")
+    return event
+
+
+def error_message(body) -> str:
+    """The message inside an LM Studio/OpenAI error body (`{"error": {"message"}}` or `{"error": str}`)."""
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        if isinstance(err, dict):
+            return str(err.get("message") or err)
+        return str(err)
+    return str(body)
+
+
+def check_response(response: httpx.Response, model: str = ""):
+    """Raise the right ProxyError for an LM Studio error answer (including 200 + `{"error": ...}`)."""
+    try:
+        body = orjson.loads(response.content) if response.content else {}
+    except orjson.JSONDecodeError:
+        body = {"error": response.text[:500]}
+    has_error = isinstance(body, dict) and body.get("error")
+    if response.status_code < 400 and not has_error:
+        return
+    message = error_message(body) if has_error else f"HTTP {response.status_code}"
+    code = body["error"].get("code") if has_error and isinstance(body["error"], dict) else None
+    lowered = message.lower()
+    if code == "model_not_found" or (response.status_code == 404 and "model" in lowered):
+        raise ModelNotFound(model or "?")
+    if "not loaded" in lowered or "jit" in lowered:
+        raise ModelNotLoaded(f"model '{model}' is not loaded in LM Studio and it will not load it on "
+                             f"demand: run `lms load {model}` or enable Just-In-Time loading in "
+                             f"LM Studio's server settings ({message})")
+    if "unexpected endpoint" in lowered:
+        raise UpstreamError(f"this LM Studio does not serve {response.request.url.path}: {message}")
+    status = response.status_code if response.status_code >= 400 else 502
+    raise UpstreamError(f"LM Studio: {message}", status=status)
+
+
+_upstream: Upstream | None = None
+
+
+def get_upstream() -> Upstream:
+    """The process's pooled client to settings.LMSTUDIO_URL, created on first use."""
+    global _upstream
+    if _upstream is None:
+        from django.conf import settings
+
+        _upstream = Upstream(settings.LMSTUDIO_URL, api_key=settings.LMSTUDIO_API_KEY,
+                             connect_timeout=settings.UPSTREAM_CONNECT_TIMEOUT,
+                             read_timeout=settings.UPSTREAM_READ_TIMEOUT,
+                             max_connections=settings.UPSTREAM_MAX_CONNECTIONS)
+    return _upstream
+
+
+def set_upstream(upstream: Upstream | None):
+    """Replace the process's client (tests inject one with a fake transport)."""
+    global _upstream
+    _upstream = upstream
+
+
+__all__ = ["Upstream", "ProxyError", "get_upstream", "set_upstream", "check_response", "parse_sse_line"]

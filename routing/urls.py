@@ -1,0 +1,15 @@
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("", views.root),
+    path("api/version", views.version),
+    path("api/tags", views.tags),
+    path("api/show", views.show),
+    path("api/chat", views.chat),
+    path("api/generate", views.generate),
+    path("v1/models", views.v1_models),
+    path("v1/chat/completions", views.v1_chat),
+    path("v1/completions", views.v1_completions),
+]

@@ -1,0 +1,588 @@
+"""Fake LM Studio server: a test double for the proxy's tests and benchmarks.
+
+Run it as its own process::
+
+    python tests/fake_lmstudio.py --host 127.0.0.1 --port 0
+
+Once bound it prints exactly one line, ``LISTENING <port>``, then serves until
+SIGTERM/SIGINT. It is a single asyncio process (aiohttp, orjson, no access log).
+
+LM Studio behaviour it imitates (see shared/reference/lmstudio-api.md):
+
+* Model lists: ``GET /v1/models``, ``/api/v0/models[/{id}]`` (ids may contain
+  ``/``), native ``/api/v1/models`` plus ``POST /api/v1/models/load|unload``.
+* ``POST /v1|/api/v0`` ``chat/completions``, ``completions``, ``embeddings``.
+  Streams are SSE: the first chat chunk carries ``role`` and the first token, a
+  final chunk has an empty delta and ``finish_reason`` (stop/length/tool_calls),
+  an extra chunk with ``choices: []`` and ``usage`` when
+  ``stream_options.include_usage``, then ``data: [DONE]``. Non-streamed replies
+  carry ``usage`` and LM Studio's ``stats`` (/api/v0 adds model_info, runtime).
+* Tool calls stream in fragments: id + name with ``arguments: ""`` first, then
+  4-character pieces of the JSON string ``{"city": "Paris"}``.
+* Reasoning models (``qwen3-4b-thinking``) send ``delta.reasoning`` /
+  ``message.reasoning`` ("Let me think.") before the content.
+* JIT: a successful request for a not-loaded model loads it. With JIT off (script
+  ``jit: false``) the request fails with 400 ``Model "x" is not loaded. Please
+  load it with lms load or enable JIT.`` -- real LM Studio says, when nothing is
+  loaded, "No models loaded. Please load a model in the developer page or use
+  the 'lms load' command." (type invalid_request_error, param model, code null).
+* Errors are ``{"error": {"message", "type", "param", "code"}}``; unknown model
+  is 404 ``model_not_found``. Any unknown path or method answers **HTTP 200**
+  with ``{"error": "Unexpected endpoint or method. (GET /x)"}``.
+
+Deterministic answers: chat replies ``Hello from <model>! You said: <last user
+text>`` (or ``The tool said: <content>`` after a ``tool`` message); a request with
+``tools`` whose last user message contains the word "weather" gets a tool call to
+the first tool. Completions reply ``Completion for: <prompt>``. Tokens are the
+reply split at spaces, the space kept with the following word. prompt_tokens is
+the number of whitespace-separated words in all message texts (or the prompt);
+completion_tokens is the number of streamed pieces (reasoning + content/argument
+fragments). ``max_tokens`` limits content tokens (finish_reason ``length``).
+Embeddings are 8-dim unit vectors derived from SHA-256 of the text.
+Not imitated: TTL, auto-evict, real tokenisation, sampling parameters.
+
+Control plane (``/_fake/...``; never recorded, not part of LM Studio):
+
+* ``GET  /_fake/requests`` -- recorded requests, oldest first (last 10 000):
+  ``{"method", "path", "headers" (lower-case names), "json" (body or null)}``.
+* ``POST /_fake/reset``  -- clear recording and script, restore the default
+  catalogue (and its loaded states), zero ``closed_by_client``.
+* ``POST /_fake/script`` -- replace the script for chat/completion requests; keys
+  (all optional): ``reply`` str, ``tokens`` int (emit "tok0", " tok1", ...),
+  ``delay`` / ``first_token_delay`` float seconds (non-streamed replies sleep
+  the same total), ``cut_after`` int (close the connection after N content
+  tokens, no [DONE]), ``status`` int + ``error`` str (answer with that status
+  and ``{"error": {"message": error}}``), ``jit`` bool (default true).
+* ``POST /_fake/models`` -- replace the catalogue (until reset) with a list of
+  /api/v0-style objects; only ``id`` is required. Extra keys: display_name,
+  params_string, size_bytes, reasoning (bool).
+* ``GET  /_fake/stats``  -- ``{"open_streams", "closed_by_client"}``.
+"""
+
+import argparse
+import asyncio
+import hashlib
+import itertools
+import math
+import re
+import signal
+import socket
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import orjson
+from aiohttp import web
+
+MAX_RECORDED = 10_000
+DEFAULT_CONTEXT = 4096
+REASONING_TEXT = "Let me think."
+TOOL_ARGS = '{"city": "Paris"}'
+TOOL_CALL_ID = "call_abc123"
+SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+EXTRA_KEYS = ("display_name", "params_string", "size_bytes", "reasoning")
+STOP_REASONS = {"stop": "eosFound", "length": "maxPredictedTokensReached", "tool_calls": "toolCalls"}
+NUMBER = (int, float)
+SCRIPT_KEYS = {"reply": str, "tokens": int, "delay": NUMBER, "first_token_delay": NUMBER,
+               "cut_after": int, "status": int, "error": str, "jit": bool}
+
+
+# ---------------------------------------------------------------- catalogue
+
+def new_model(id, type="llm", arch="llama", compatibility_type="gguf", quantization="Q4_K_M",
+              max_context_length=DEFAULT_CONTEXT, capabilities=(), **extra):
+    """One catalogue entry: the /api/v0 object plus the EXTRA_KEYS."""
+    model = {"id": id, "object": "model", "type": type, "publisher": "lmstudio-community",
+             "arch": arch, "compatibility_type": compatibility_type, "quantization": quantization,
+             "state": "not-loaded", "max_context_length": max_context_length,
+             "capabilities": list(capabilities), "display_name": id, "params_string": None,
+             "size_bytes": 1_000_000_000, "reasoning": False}
+    model.update(extra)
+    if model["state"] == "loaded":
+        set_loaded(model, model.get("loaded_context_length"))
+    return model
+
+
+def default_catalogue():
+    models = [
+        new_model("qwen2.5-7b-instruct", arch="qwen2", max_context_length=32768,
+                  capabilities=["tool_use"], state="loaded", loaded_context_length=8192,
+                  display_name="Qwen2.5 7B Instruct", params_string="7B", size_bytes=4_683_073_952),
+        new_model("llama-3.2-1b-instruct", quantization="Q8_0", max_context_length=131072,
+                  display_name="Llama 3.2 1B Instruct", params_string="1B", size_bytes=1_321_083_168),
+        new_model("qwen2-vl-2b-instruct", type="vlm", arch="qwen2_vl", max_context_length=32768,
+                  display_name="Qwen2 VL 2B Instruct", params_string="2B", size_bytes=1_272_936_128),
+        new_model("text-embedding-nomic-embed-text-v1.5", type="embeddings", arch="nomic-bert",
+                  max_context_length=2048, display_name="Nomic Embed Text v1.5",
+                  size_bytes=84_106_624),
+        new_model("qwen3-4b-thinking", arch="qwen3", compatibility_type="mlx", quantization="4bit",
+                  max_context_length=40960, capabilities=["tool_use"], reasoning=True,
+                  display_name="Qwen3 4B Thinking", params_string="4B", size_bytes=2_279_456_768),
+    ]
+    return {m["id"]: m for m in models}
+
+
+def set_loaded(model, context_length=None):
+    model["state"] = "loaded"
+    model["loaded_context_length"] = context_length or min(DEFAULT_CONTEXT, model["max_context_length"])
+
+
+def set_unloaded(model):
+    model["state"] = "not-loaded"
+    model.pop("loaded_context_length", None)
+
+
+def v0_model(model):
+    return {k: v for k, v in model.items() if k not in EXTRA_KEYS}
+
+
+def v1_model(model):
+    quant = model["quantization"]
+    bits = re.search(r"\d+", quant)
+    loaded = model["state"] == "loaded"
+    instances = [{"id": model["id"], "config": {"context_length": model.get("loaded_context_length")}}]
+    return {
+        "type": "embedding" if model["type"] == "embeddings" else "llm",
+        "key": model["id"], "display_name": model["display_name"], "architecture": model["arch"],
+        "quantization": {"name": quant, "bits_per_weight": int(bits.group()) if bits else None},
+        "size_bytes": model["size_bytes"], "params_string": model["params_string"],
+        "max_context_length": model["max_context_length"], "format": model["compatibility_type"],
+        "capabilities": {"vision": model["type"] == "vlm",
+                         "trained_for_tool_use": "tool_use" in model["capabilities"],
+                         "reasoning": bool(model["reasoning"])},
+        "loaded_instances": instances if loaded else [],
+    }
+
+
+# ---------------------------------------------------------------- helpers
+
+def json_response(data, status=200):
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+def error(status, message, **extra):
+    return json_response({"error": {"message": message, "type": "invalid_request_error", **extra}},
+                         status)
+
+
+def model_not_found(model_id, message=None):
+    return error(404, message or f"Model '{model_id}' not found", param="model",
+                 code="model_not_found")
+
+
+def tokenize(text):
+    """Split at spaces, keeping each space with the following word (lossless)."""
+    return re.findall(r"\s*\S+|\s+", text)
+
+
+def text_of(content):
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+    return ""
+
+
+def embed(text):
+    vector = [b / 127.5 - 1.0 for b in hashlib.sha256(text.encode()).digest()[:8]]
+    norm = math.sqrt(sum(v * v for v in vector)) or 1.0
+    return [v / norm for v in vector]
+
+
+def sse(payload):
+    return b"data: " + orjson.dumps(payload) + b"\n\n"
+
+
+@dataclass
+class Plan:
+    """What a generation emits: reasoning tokens, then content tokens or tool-call fragments."""
+    content: list
+    reasoning: list = field(default_factory=list)
+    tool_name: str | None = None
+    finish: str = "stop"
+    prompt_tokens: int = 0
+
+    @property
+    def completion_tokens(self):
+        return len(self.reasoning) + len(self.content)
+
+    def usage(self):
+        n = self.completion_tokens
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": n,
+                "total_tokens": self.prompt_tokens + n}
+
+
+# ---------------------------------------------------------------- server
+
+class FakeLMStudio:
+    def __init__(self):
+        self.requests = deque(maxlen=MAX_RECORDED)
+        self.open_streams = 0
+        self.closed_by_client = 0
+        self.ids = itertools.count(1)
+        self.reset()
+
+    def reset(self):
+        self.requests.clear()
+        self.script = {}
+        self.models = default_catalogue()
+        self.closed_by_client = 0
+
+    def app(self):
+        @web.middleware
+        async def record(request, handler):
+            if not request.path.startswith("/_fake/"):
+                body, _ = await read_json(request)
+                self.requests.append({"method": request.method, "path": request.path,
+                                      "headers": {k.lower(): v for k, v in request.headers.items()},
+                                      "json": body})
+            return await handler(request)
+
+        app = web.Application(middlewares=[record], client_max_size=64 * 1024 * 1024)
+        r = app.router
+        r.add_get("/v1/models", self.v1_models)
+        r.add_get("/api/v0/models", self.v0_models)
+        r.add_get("/api/v0/models/{id:.*}", self.v0_model)
+        r.add_get("/api/v1/models", self.native_models)
+        r.add_post("/api/v1/models/load", self.load)
+        r.add_post("/api/v1/models/unload", self.unload)
+        for prefix in ("/v1", "/api/v0"):
+            r.add_post(f"{prefix}/chat/completions", self.chat)
+            r.add_post(f"{prefix}/completions", self.completions)
+            r.add_post(f"{prefix}/embeddings", self.embeddings)
+        r.add_get("/_fake/requests", self.fake_requests)
+        r.add_get("/_fake/stats", self.fake_stats)
+        r.add_post("/_fake/reset", self.fake_reset)
+        r.add_post("/_fake/script", self.fake_script)
+        r.add_post("/_fake/models", self.fake_models)
+        r.add_route("*", "/{tail:.*}", self.unexpected)
+        return app
+
+    # --- control plane
+
+    async def fake_requests(self, request):
+        return json_response(list(self.requests))
+
+    async def fake_stats(self, request):
+        return json_response({"open_streams": self.open_streams,
+                              "closed_by_client": self.closed_by_client})
+
+    async def fake_reset(self, request):
+        self.reset()
+        return json_response({"ok": True})
+
+    async def fake_script(self, request):
+        body, err = await json_body(request)
+        if err:
+            return err
+        bad = [k for k, v in body.items() if k not in SCRIPT_KEYS or not isinstance(v, SCRIPT_KEYS[k])]
+        if bad:
+            return error(400, f"bad script keys: {bad}; allowed: {sorted(SCRIPT_KEYS)}")
+        self.script = body
+        return json_response({"ok": True, "script": body})
+
+    async def fake_models(self, request):
+        body, _ = await read_json(request)
+        if not isinstance(body, list) or not all(isinstance(m, dict) and "id" in m for m in body):
+            return error(400, "expected a list of model objects with an 'id'")
+        self.models = {m["id"]: new_model(**m) for m in body}
+        return json_response({"ok": True})
+
+    # --- LM Studio: models
+
+    async def v1_models(self, request):
+        data = [{"id": m, "object": "model", "owned_by": "organization_owner"} for m in self.models]
+        return json_response({"object": "list", "data": data})
+
+    async def v0_models(self, request):
+        return json_response({"object": "list", "data": [v0_model(m) for m in self.models.values()]})
+
+    async def v0_model(self, request):
+        model_id = request.match_info["id"]
+        model = self.models.get(model_id)
+        return json_response(v0_model(model)) if model else model_not_found(model_id)
+
+    async def native_models(self, request):
+        return json_response({"models": [v1_model(m) for m in self.models.values()]})
+
+    async def load(self, request):
+        body, err = await json_body(request)
+        if err:
+            return err
+        model = self.models.get(body.get("model"))
+        if model is None:
+            return model_not_found(body.get("model"))
+        set_loaded(model, body.get("context_length"))
+        return json_response({"type": v1_model(model)["type"], "instance_id": model["id"],
+                              "load_time_seconds": 0.01, "status": "loaded"})
+
+    async def unload(self, request):
+        body, err = await json_body(request)
+        if err:
+            return err
+        instance_id = body.get("instance_id")
+        model = self.models.get(instance_id)
+        if model is None or model["state"] != "loaded":
+            return model_not_found(instance_id, f"No loaded model instance '{instance_id}'")
+        set_unloaded(model)
+        return json_response({"instance_id": instance_id})
+
+    async def unexpected(self, request):
+        return json_response({"error": f"Unexpected endpoint or method. ({request.method} {request.path})"})
+
+    # --- LM Studio: generation
+
+    def admit(self, body, embeddings=False):
+        """Return an error response, or None after JIT-loading the requested model."""
+        if not embeddings and self.script.get("status"):
+            return json_response({"error": {"message": self.script.get("error", "scripted error")}},
+                                 self.script["status"])
+        model_id = body.get("model")
+        model = self.models.get(model_id) if isinstance(model_id, str) else None
+        if model is None:
+            return model_not_found(model_id, f'Model "{model_id}" not found. '
+                                             "Please load it first or enable JIT.")
+        if (model["type"] == "embeddings") != embeddings:
+            kind = "an embedding model" if embeddings else "a text generation model"
+            return error(400, f'Model "{model_id}" is not {kind}', param="model")
+        if model["state"] != "loaded":
+            if not self.script.get("jit", True):
+                return error(400, f'Model "{model_id}" is not loaded. '
+                                  "Please load it with lms load or enable JIT.", param="model")
+            set_loaded(model)
+        return None
+
+    def reply_tokens(self, default_text, body):
+        """Content tokens and finish reason, honouring the script and max_tokens."""
+        if "tokens" in self.script:
+            tokens = [f"{' ' if i else ''}tok{i}" for i in range(self.script["tokens"])]
+        else:
+            tokens = tokenize(self.script.get("reply", default_text))
+        limit = body.get("max_tokens")
+        if isinstance(limit, int) and 0 <= limit < len(tokens):
+            return tokens[:limit], "length"
+        return tokens, "stop"
+
+    def chat_plan(self, body):
+        messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
+        last = messages[-1] if messages else {}
+        user = next((text_of(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
+        prompt_tokens = sum(len(text_of(m.get("content")).split()) for m in messages)
+        model = self.models[body["model"]]
+        reasoning = tokenize(REASONING_TEXT) if model["reasoning"] else []
+        tools = body.get("tools") or []
+        if tools and last.get("role") != "tool" and re.search(r"\bweather\b", user, re.I):
+            name = (tools[0].get("function") or {}).get("name", "tool")
+            pieces = [TOOL_ARGS[i:i + 4] for i in range(0, len(TOOL_ARGS), 4)]
+            return Plan(pieces, reasoning, name, "tool_calls", prompt_tokens)
+        if last.get("role") == "tool":
+            text = f"The tool said: {text_of(last.get('content'))}"
+        else:
+            text = f"Hello from {body['model']}! You said: {user}"
+        content, finish = self.reply_tokens(text, body)
+        return Plan(content, reasoning, None, finish, prompt_tokens)
+
+    def stats(self, plan):
+        n = plan.completion_tokens
+        generation_time = n * (self.script.get("delay") or 0.001)
+        return {"tokens_per_second": round(n / generation_time, 3) if n else 0.0,
+                "time_to_first_token": self.script.get("first_token_delay") or 0.001,
+                "generation_time": generation_time, "stop_reason": STOP_REASONS[plan.finish]}
+
+    def v0_extras(self, request, model_id):
+        if not request.path.startswith("/api/v0/"):
+            return {}
+        m = self.models[model_id]
+        return {"model_info": {"arch": m["arch"], "quant": m["quantization"],
+                               "format": m["compatibility_type"],
+                               "context_length": m.get("loaded_context_length")},
+                "runtime": {"name": "llama.cpp-linux-x86_64", "version": "1.0.0",
+                            "supported_formats": ["gguf"]}}
+
+    async def chat(self, request):
+        body, err = await json_body(request)
+        if err or (err := self.admit(body)):
+            return err
+        plan = self.chat_plan(body)
+        model, created = body["model"], int(time.time())
+        cid = f"chatcmpl-{next(self.ids):08d}"
+        if body.get("stream"):
+            return await self.stream(request, body, *self.chat_chunks(plan, cid, created, model))
+        await self.pretend_to_generate(plan)
+        if self.cuts(plan):
+            return abort(request)
+        message = {"role": "assistant", "content": "".join(plan.content)}
+        if plan.reasoning:
+            message["reasoning"] = "".join(plan.reasoning)
+        if plan.tool_name:
+            message["content"] = ""
+            message["tool_calls"] = [{"id": TOOL_CALL_ID, "type": "function",
+                                      "function": {"name": plan.tool_name, "arguments": TOOL_ARGS}}]
+        choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": plan.finish}
+        return json_response({"id": cid, "object": "chat.completion", "created": created,
+                              "model": model, "choices": [choice], "usage": plan.usage(),
+                              "stats": self.stats(plan), "system_fingerprint": model,
+                              **self.v0_extras(request, model)})
+
+    def chat_chunks(self, plan, cid, created, model):
+        """(token chunks as (payload, counts_as_content), finish chunk, usage chunk)."""
+        def chunk(delta, finish=None):
+            return {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                    "system_fingerprint": model, "choices": [
+                        {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+
+        deltas = [({"reasoning": t}, False) for t in plan.reasoning]
+        if plan.tool_name:
+            call = {"index": 0, "id": TOOL_CALL_ID, "type": "function",
+                    "function": {"name": plan.tool_name, "arguments": ""}}
+            deltas.append(({"tool_calls": [call]}, False))
+            deltas += [({"tool_calls": [{"index": 0, "function": {"arguments": p}}]}, True)
+                       for p in plan.content]
+        else:
+            deltas += [({"content": t}, True) for t in plan.content]
+        first, counts = deltas[0] if deltas else ({"content": ""}, False)
+        deltas[:1] = [({"role": "assistant", **first}, counts)]
+        usage = {**chunk({}), "choices": [], "usage": plan.usage()}
+        return [(chunk(d), c) for d, c in deltas], chunk({}, plan.finish), usage
+
+    async def completions(self, request):
+        body, err = await json_body(request)
+        if err or (err := self.admit(body)):
+            return err
+        prompt = body.get("prompt")
+        prompt = prompt if isinstance(prompt, str) else " ".join(map(str, prompt or []))
+        content, finish = self.reply_tokens(f"Completion for: {prompt}", body)
+        plan = Plan(content, finish=finish, prompt_tokens=len(prompt.split()))
+        model, created = body["model"], int(time.time())
+        cid = f"cmpl-{next(self.ids):08d}"
+
+        def chunk(text, finish=None):
+            return {"id": cid, "object": "text_completion", "created": created, "model": model,
+                    "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish}]}
+
+        if body.get("stream"):
+            usage = {**chunk(""), "choices": [], "usage": plan.usage()}
+            chunks = [(chunk(t), True) for t in content]
+            return await self.stream(request, body, chunks, chunk("", finish), usage)
+        await self.pretend_to_generate(plan)
+        if self.cuts(plan):
+            return abort(request)
+        result = chunk("".join(content), finish)
+        return json_response({**result, "usage": plan.usage(), "stats": self.stats(plan),
+                              **self.v0_extras(request, model)})
+
+    async def embeddings(self, request):
+        body, err = await json_body(request)
+        if err or (err := self.admit(body, embeddings=True)):
+            return err
+        inputs = body.get("input")
+        inputs = [inputs] if isinstance(inputs, str) else [str(i) for i in inputs or []]
+        data = [{"object": "embedding", "embedding": embed(t), "index": i} for i, t in enumerate(inputs)]
+        words = sum(len(t.split()) for t in inputs)
+        return json_response({"object": "list", "data": data, "model": body["model"],
+                              "usage": {"prompt_tokens": words, "total_tokens": words}})
+
+    # --- timing and streaming
+
+    def cuts(self, plan):
+        """Whether `cut_after` stops this (non-streamed) answer before it is complete."""
+        cut_after = self.script.get("cut_after")
+        return cut_after is not None and cut_after <= len(plan.content)
+
+    async def pretend_to_generate(self, plan):
+        """Non-streamed answers take as long as the scripted stream would."""
+        n = plan.completion_tokens
+        total = self.script.get("first_token_delay", 0) + self.script.get("delay", 0) * max(n - 1, 0)
+        if total > 0:
+            await asyncio.sleep(total)
+
+    async def stream(self, request, body, chunks, finish, usage):
+        """Write an SSE stream; count clients that leave early; honour delay/cut_after.
+
+        chunks are (payload, counts_as_content); finish and usage are the closing chunks.
+        """
+        tail = [finish, usage] if (body.get("stream_options") or {}).get("include_usage") else [finish]
+        delay, first_delay = self.script.get("delay", 0), self.script.get("first_token_delay", 0)
+        cut_after = self.script.get("cut_after")
+        response = web.StreamResponse(headers=SSE_HEADERS)
+        self.open_streams += 1
+        try:
+            await response.prepare(request)
+            sent = 0
+            for i, (payload, is_content) in enumerate(chunks):
+                if cut_after is not None and sent >= cut_after:
+                    return abort(request, response)
+                if pause := (delay if i else first_delay):
+                    await asyncio.sleep(pause)
+                await response.write(sse(payload))
+                sent += is_content
+            if cut_after is not None and sent >= cut_after:
+                return abort(request, response)
+            for payload in tail:
+                await response.write(sse(payload))
+            await response.write(b"data: [DONE]\n\n")
+            return response
+        except ConnectionError:  # the client went away: the write failed
+            self.closed_by_client += 1
+            return response
+        except asyncio.CancelledError:
+            self.closed_by_client += 1
+            raise
+        finally:
+            self.open_streams -= 1
+
+
+def abort(request, response=None):
+    """Close the connection after flushing what was written (no [DONE], no final chunk)."""
+    if request.transport is not None:
+        request.transport.close()
+    return response or web.Response()
+
+
+async def read_json(request):
+    """(parsed body or None, error message or None); cached on the request."""
+    if "json" not in request:
+        body = await request.read()
+        try:
+            request["json"], request["json_error"] = (orjson.loads(body) if body else None), None
+        except orjson.JSONDecodeError as exc:
+            request["json"], request["json_error"] = None, f"Invalid JSON in request body: {exc}"
+    return request["json"], request["json_error"]
+
+
+async def json_body(request):
+    """(JSON object, None) or (None, 400 error response)."""
+    body, problem = await read_json(request)
+    if problem is None and not isinstance(body, dict):
+        problem = "Request body must be a JSON object"
+    return (body, None) if problem is None else (None, error(400, problem))
+
+
+# ---------------------------------------------------------------- process
+
+async def serve(host, port):
+    runner = web.AppRunner(FakeLMStudio().app(), access_log=None, shutdown_timeout=1.0)
+    await runner.setup()
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    await web.SockSite(runner, sock).start()
+    print(f"LISTENING {sock.getsockname()[1]}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await runner.cleanup()
+
+
+def main():
+    parser = argparse.ArgumentParser(description="Fake LM Studio server (test double).")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=1234, help="0 picks a free port")
+    args = parser.parse_args()
+    asyncio.run(serve(args.host, args.port))
+
+
+if __name__ == "__main__":
+    main()

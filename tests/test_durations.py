@@ -1,0 +1,24 @@
+import math
+
+import pytest
+
+from routing.durations import FOREVER, parse_duration, ttl_seconds
+
+
+@pytest.mark.parametrize("value, seconds", [
+    (300, 300.0), (1.5, 1.5), (0, 0.0), ("0", 0.0), ("90s", 90.0), ("5m", 300.0), ("1h30m", 5400.0),
+    ("1.5h", 5400.0), ("500ms", 0.5), ("300", 300.0), (-1, FOREVER), ("-1m", FOREVER), ("-1", FOREVER),
+])
+def test_it_parses_ollama_durations(value, seconds):
+    assert parse_duration(value) == seconds
+
+
+@pytest.mark.parametrize("value", ["soon", "5 minutes", "1d", "", True, None, [1], {"s": 1}, float("nan")])
+def test_it_rejects_what_is_not_a_duration(value):
+    with pytest.raises(ValueError):
+        parse_duration(value)
+
+
+@pytest.mark.parametrize("seconds, ttl", [(0.2, 1), (0, 1), (59.5, 60), (600, 600), (math.inf, None)])
+def test_ttl_is_whole_seconds_at_least_one_or_none_for_forever(seconds, ttl):
+    assert ttl_seconds(seconds) == ttl
