@@ -10,7 +10,7 @@ import logging
 import time
 from typing import Mapping
 
-from .errors import ProxyError
+from .errors import ProxyError, UpstreamError
 from .upstream import Upstream
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ class ModelCatalog:
     async def _fetch(self) -> dict[str, dict]:
         try:
             body = await self.upstream.json("GET", "/api/v0/models")
-        except ProxyError as exc:
+        except UpstreamError as exc:  # an older LM Studio without the REST API
             log.info("GET /api/v0/models failed (%s); falling back to /v1/models", exc.message)
             body = await self.upstream.json("GET", "/v1/models")
         data = body.get("data") if isinstance(body, dict) else None

@@ -22,11 +22,11 @@ def read_routes_file(path: Path) -> RouteTable:
     """Load a routes file; a missing file is an empty table (every name passes through)."""
     try:
         with open(path, encoding="utf-8") as stream:
-            return load_routes(stream, source=path.name)
+            return load_routes(stream, source=str(path))
     except FileNotFoundError:
         return RouteTable()
     except (OSError, UnicodeDecodeError) as exc:
-        raise RouteTableError(f"cannot read: {exc}", path.name) from None
+        raise RouteTableError(f"cannot read: {exc}", str(path)) from None
 
 
 class RouteRegistry:

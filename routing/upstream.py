@@ -34,14 +34,13 @@ class Upstream:
         """Turn transport failures into ProxyErrors with messages a person can act on."""
         try:
             yield
-        except httpx.TimeoutException as exc:
-            if isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout)):
-                raise UpstreamUnavailable(f"LM Studio at {self.base_url} did not accept a connection "
-                                          f"in time") from exc
-            raise UpstreamTimeout(f"LM Studio at {self.base_url} did not answer in time") from exc
-        except httpx.ConnectError as exc:
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            if _closed_by_peer(exc):
+                raise UpstreamUnavailable(f"LM Studio at {self.base_url} closed the connection") from exc
             raise UpstreamUnavailable(f"cannot reach LM Studio at {self.base_url}: is its server "
-                                      f"running? ({exc})") from exc
+                                      f"running? ({exc or type(exc).__name__})") from exc
+        except httpx.TimeoutException as exc:
+            raise UpstreamTimeout(f"LM Studio at {self.base_url} did not answer in time") from exc
         except httpx.TransportError as exc:
             raise UpstreamUnavailable(f"connection to LM Studio at {self.base_url} failed: "
                                       f"{exc or type(exc).__name__}") from exc
@@ -97,6 +96,13 @@ class Upstream:
 
     async def aclose(self):
         await self.client.aclose()
+
+
+def _closed_by_peer(exc: Exception) -> bool:
+    """The aiohttp transport reports a dropped connection as a connect error; tell them apart."""
+    import aiohttp
+
+    return isinstance(exc.__cause__, (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError))
 
 
 _DONE = object()

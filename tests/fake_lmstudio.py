@@ -1,62 +1,52 @@
-"""Fake LM Studio server: a test double for the proxy's tests and benchmarks.
+"""Fake LM Studio server: a test double for the proxy's tests and benchmarks (not product code).
 
-Run it as its own process::
-
-    python tests/fake_lmstudio.py --host 127.0.0.1 --port 0
-
-Once bound it prints exactly one line, ``LISTENING <port>``, then serves until
-SIGTERM/SIGINT. It is a single asyncio process (aiohttp, orjson, no access log).
+Run as its own process: ``python tests/fake_lmstudio.py --host 127.0.0.1 --port 0``. Once bound it
+prints one line, ``LISTENING <port>``, and serves until SIGTERM/SIGINT (one asyncio process, aiohttp +
+orjson, no access log).
 
 LM Studio behaviour it imitates (see shared/reference/lmstudio-api.md):
 
-* Model lists: ``GET /v1/models``, ``/api/v0/models[/{id}]`` (ids may contain
-  ``/``), native ``/api/v1/models`` plus ``POST /api/v1/models/load|unload``.
-* ``POST /v1|/api/v0`` ``chat/completions``, ``completions``, ``embeddings``.
-  Streams are SSE: the first chat chunk carries ``role`` and the first token, a
-  final chunk has an empty delta and ``finish_reason`` (stop/length/tool_calls),
-  an extra chunk with ``choices: []`` and ``usage`` when
-  ``stream_options.include_usage``, then ``data: [DONE]``. Non-streamed replies
-  carry ``usage`` and LM Studio's ``stats`` (/api/v0 adds model_info, runtime).
-* Tool calls stream in fragments: id + name with ``arguments: ""`` first, then
-  4-character pieces of the JSON string ``{"city": "Paris"}``.
-* Reasoning models (``qwen3-4b-thinking``) send ``delta.reasoning`` /
-  ``message.reasoning`` ("Let me think.") before the content.
-* JIT: a successful request for a not-loaded model loads it. With JIT off (script
-  ``jit: false``) the request fails with 400 ``Model "x" is not loaded. Please
-  load it with lms load or enable JIT.`` -- real LM Studio says, when nothing is
-  loaded, "No models loaded. Please load a model in the developer page or use
-  the 'lms load' command." (type invalid_request_error, param model, code null).
-* Errors are ``{"error": {"message", "type", "param", "code"}}``; unknown model
-  is 404 ``model_not_found``. Any unknown path or method answers **HTTP 200**
-  with ``{"error": "Unexpected endpoint or method. (GET /x)"}``.
+* ``GET /v1/models``, ``/api/v0/models[/{id}]`` (ids may contain ``/``), ``/api/v1/models``, and
+  ``POST /api/v1/models/load|unload``.
+* ``POST /v1|/api/v0`` ``chat/completions``, ``completions``, ``embeddings``. SSE streams: the first
+  chat chunk carries ``role`` and the first token; a final chunk has an empty delta and the
+  ``finish_reason`` (stop, length, tool_calls); with ``stream_options.include_usage`` a chunk with
+  ``choices: []`` and ``usage``; then ``data: [DONE]``. Non-streamed answers carry ``usage`` and
+  ``stats`` (/api/v0 adds ``model_info`` and ``runtime``).
+* Tool calls stream in fragments: id + name with ``arguments: ""``, then 4-character pieces of the
+  JSON string ``{"city": "Paris"}``. Reasoning models (``qwen3-4b-thinking``) send
+  ``delta.reasoning`` / ``message.reasoning`` ("Let me think.") before the content.
+* JIT: a successful request for a not-loaded model loads it. With JIT off (script ``jit: false``) it
+  fails with 400 ``Model "x" is not loaded. Please load it with lms load or enable JIT.``; real LM
+  Studio says (when nothing is loaded) "No models loaded. Please load a model in the developer page
+  or use the 'lms load' command." (type invalid_request_error, param model, code null).
+* Errors are ``{"error": {"message", "type", "param", "code"}}``, unknown model 404
+  ``model_not_found``; any unknown path or method answers **200** with
+  ``{"error": "Unexpected endpoint or method. (GET /x)"}``.
 
-Deterministic answers: chat replies ``Hello from <model>! You said: <last user
-text>`` (or ``The tool said: <content>`` after a ``tool`` message); a request with
-``tools`` whose last user message contains the word "weather" gets a tool call to
-the first tool. Completions reply ``Completion for: <prompt>``. Tokens are the
-reply split at spaces, the space kept with the following word. prompt_tokens is
-the number of whitespace-separated words in all message texts (or the prompt);
-completion_tokens is the number of streamed pieces (reasoning + content/argument
-fragments). ``max_tokens`` limits content tokens (finish_reason ``length``).
-Embeddings are 8-dim unit vectors derived from SHA-256 of the text.
-Not imitated: TTL, auto-evict, real tokenisation, sampling parameters.
+Answers are deterministic: ``Hello from <model>! You said: <last user text>``, ``The tool said:
+<content>`` after a ``tool`` message, a tool call to the first tool when there are ``tools`` and the
+last user text has the word "weather", ``Completion for: <prompt>`` for completions. Tokens are the
+text split at spaces, each space kept with the following word. prompt_tokens counts the
+whitespace-separated words of all message texts (or the prompt); completion_tokens counts streamed
+pieces (reasoning + content or argument fragments); ``max_tokens`` caps content tokens (finish
+``length``). Embeddings are 8-dim unit vectors from SHA-256 of the text. Not imitated: TTL,
+auto-evict, real tokenisation, sampling.
 
-Control plane (``/_fake/...``; never recorded, not part of LM Studio):
+Control plane (``/_fake/...``, never recorded, not part of LM Studio):
 
-* ``GET  /_fake/requests`` -- recorded requests, oldest first (last 10 000):
+* ``GET /_fake/requests``: recorded requests, oldest first (the last 10 000), each
   ``{"method", "path", "headers" (lower-case names), "json" (body or null)}``.
-* ``POST /_fake/reset``  -- clear recording and script, restore the default
-  catalogue (and its loaded states), zero ``closed_by_client``.
-* ``POST /_fake/script`` -- replace the script for chat/completion requests; keys
-  (all optional): ``reply`` str, ``tokens`` int (emit "tok0", " tok1", ...),
-  ``delay`` / ``first_token_delay`` float seconds (non-streamed replies sleep
-  the same total), ``cut_after`` int (close the connection after N content
-  tokens, no [DONE]), ``status`` int + ``error`` str (answer with that status
-  and ``{"error": {"message": error}}``), ``jit`` bool (default true).
-* ``POST /_fake/models`` -- replace the catalogue (until reset) with a list of
-  /api/v0-style objects; only ``id`` is required. Extra keys: display_name,
-  params_string, size_bytes, reasoning (bool).
-* ``GET  /_fake/stats``  -- ``{"open_streams", "closed_by_client"}``.
+* ``POST /_fake/reset``: clear the recording and script, restore the default catalogue and its
+  loaded states, zero ``closed_by_client``.
+* ``POST /_fake/script``: replace the script for chat/completion requests. Optional keys: ``reply``
+  str; ``tokens`` int (emit "tok0", " tok1", ...); ``delay``, ``first_token_delay`` seconds
+  (non-streamed answers wait the same total); ``cut_after`` int (close the connection after N
+  content tokens, no [DONE]); ``status`` int + ``error`` str (answer with that status and
+  ``{"error": {"message": error}}``); ``jit`` bool (default true). Unknown keys are a 400.
+* ``POST /_fake/models``: replace the catalogue (until reset) with a list of /api/v0-style objects
+  (only ``id`` required; also display_name, params_string, size_bytes, reasoning).
+* ``GET /_fake/stats``: ``{"open_streams", "closed_by_client"}``.
 """
 
 import argparse
@@ -89,37 +79,35 @@ SCRIPT_KEYS = {"reply": str, "tokens": int, "delay": NUMBER, "first_token_delay"
 
 # ---------------------------------------------------------------- catalogue
 
+# id, type, arch, format, quantization, max context, capabilities, params, size in bytes
+CATALOGUE = [
+    ("qwen2.5-7b-instruct", "llm", "qwen2", "gguf", "Q4_K_M", 32768, ["tool_use"], "7B", 4_683_073_952),
+    ("llama-3.2-1b-instruct", "llm", "llama", "gguf", "Q8_0", 131072, [], "1B", 1_321_083_168),
+    ("qwen2-vl-2b-instruct", "vlm", "qwen2_vl", "gguf", "Q4_K_M", 32768, [], "2B", 1_272_936_128),
+    ("text-embedding-nomic-embed-text-v1.5", "embeddings", "nomic-bert", "gguf", "Q4_K_M", 2048, [], None,
+     84_106_624),
+    ("qwen3-4b-thinking", "llm", "qwen3", "mlx", "4bit", 40960, ["tool_use"], "4B", 2_279_456_768),
+]
+
+
 def new_model(id, type="llm", arch="llama", compatibility_type="gguf", quantization="Q4_K_M",
-              max_context_length=DEFAULT_CONTEXT, capabilities=(), **extra):
+              max_context_length=DEFAULT_CONTEXT, capabilities=(), params_string=None,
+              size_bytes=1_000_000_000, **extra):
     """One catalogue entry: the /api/v0 object plus the EXTRA_KEYS."""
-    model = {"id": id, "object": "model", "type": type, "publisher": "lmstudio-community",
-             "arch": arch, "compatibility_type": compatibility_type, "quantization": quantization,
-             "state": "not-loaded", "max_context_length": max_context_length,
-             "capabilities": list(capabilities), "display_name": id, "params_string": None,
-             "size_bytes": 1_000_000_000, "reasoning": False}
-    model.update(extra)
+    model = {"id": id, "object": "model", "type": type, "publisher": "lmstudio-community", "arch": arch,
+             "compatibility_type": compatibility_type, "quantization": quantization, "state": "not-loaded",
+             "max_context_length": max_context_length, "capabilities": list(capabilities),
+             "display_name": id, "params_string": params_string, "size_bytes": size_bytes,
+             "reasoning": "thinking" in id, **extra}
     if model["state"] == "loaded":
         set_loaded(model, model.get("loaded_context_length"))
     return model
 
 
 def default_catalogue():
-    models = [
-        new_model("qwen2.5-7b-instruct", arch="qwen2", max_context_length=32768,
-                  capabilities=["tool_use"], state="loaded", loaded_context_length=8192,
-                  display_name="Qwen2.5 7B Instruct", params_string="7B", size_bytes=4_683_073_952),
-        new_model("llama-3.2-1b-instruct", quantization="Q8_0", max_context_length=131072,
-                  display_name="Llama 3.2 1B Instruct", params_string="1B", size_bytes=1_321_083_168),
-        new_model("qwen2-vl-2b-instruct", type="vlm", arch="qwen2_vl", max_context_length=32768,
-                  display_name="Qwen2 VL 2B Instruct", params_string="2B", size_bytes=1_272_936_128),
-        new_model("text-embedding-nomic-embed-text-v1.5", type="embeddings", arch="nomic-bert",
-                  max_context_length=2048, display_name="Nomic Embed Text v1.5",
-                  size_bytes=84_106_624),
-        new_model("qwen3-4b-thinking", arch="qwen3", compatibility_type="mlx", quantization="4bit",
-                  max_context_length=40960, capabilities=["tool_use"], reasoning=True,
-                  display_name="Qwen3 4B Thinking", params_string="4B", size_bytes=2_279_456_768),
-    ]
-    return {m["id"]: m for m in models}
+    models = {row[0]: new_model(*row) for row in CATALOGUE}
+    set_loaded(models["qwen2.5-7b-instruct"], 8192)
+    return models
 
 
 def set_loaded(model, context_length=None):
@@ -264,8 +252,7 @@ class FakeLMStudio:
         return json_response(list(self.requests))
 
     async def fake_stats(self, request):
-        return json_response({"open_streams": self.open_streams,
-                              "closed_by_client": self.closed_by_client})
+        return json_response({"open_streams": self.open_streams, "closed_by_client": self.closed_by_client})
 
     async def fake_reset(self, request):
         self.reset()
@@ -393,24 +380,19 @@ class FakeLMStudio:
         if not request.path.startswith("/api/v0/"):
             return {}
         m = self.models[model_id]
-        return {"model_info": {"arch": m["arch"], "quant": m["quantization"],
-                               "format": m["compatibility_type"],
-                               "context_length": m.get("loaded_context_length")},
-                "runtime": {"name": "llama.cpp-linux-x86_64", "version": "1.0.0",
-                            "supported_formats": ["gguf"]}}
+        info = {"arch": m["arch"], "quant": m["quantization"], "format": m["compatibility_type"],
+                "context_length": m.get("loaded_context_length")}
+        runtime = {"name": "llama.cpp-linux-x86_64", "version": "1.0.0", "supported_formats": ["gguf"]}
+        return {"model_info": info, "runtime": runtime}
 
     async def chat(self, request):
         body, err = await json_body(request)
         if err or (err := self.admit(body)):
             return err
         plan = self.chat_plan(body)
-        model, created = body["model"], int(time.time())
-        cid = f"chatcmpl-{next(self.ids):08d}"
+        model, created, cid = body["model"], int(time.time()), f"chatcmpl-{next(self.ids):08d}"
         if body.get("stream"):
             return await self.stream(request, body, *self.chat_chunks(plan, cid, created, model))
-        await self.pretend_to_generate(plan)
-        if self.cuts(plan):
-            return abort(request)
         message = {"role": "assistant", "content": "".join(plan.content)}
         if plan.reasoning:
             message["reasoning"] = "".join(plan.reasoning)
@@ -419,17 +401,16 @@ class FakeLMStudio:
             message["tool_calls"] = [{"id": TOOL_CALL_ID, "type": "function",
                                       "function": {"name": plan.tool_name, "arguments": TOOL_ARGS}}]
         choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": plan.finish}
-        return json_response({"id": cid, "object": "chat.completion", "created": created,
-                              "model": model, "choices": [choice], "usage": plan.usage(),
-                              "stats": self.stats(plan), "system_fingerprint": model,
-                              **self.v0_extras(request, model)})
+        return await self.respond(request, plan, {
+            "id": cid, "object": "chat.completion", "created": created, "model": model,
+            "choices": [choice], "system_fingerprint": model})
 
     def chat_chunks(self, plan, cid, created, model):
         """(token chunks as (payload, counts_as_content), finish chunk, usage chunk)."""
         def chunk(delta, finish=None):
             return {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-                    "system_fingerprint": model, "choices": [
-                        {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+                    "system_fingerprint": model,
+                    "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
 
         deltas = [({"reasoning": t}, False) for t in plan.reasoning]
         if plan.tool_name:
@@ -453,8 +434,7 @@ class FakeLMStudio:
         prompt = prompt if isinstance(prompt, str) else " ".join(map(str, prompt or []))
         content, finish = self.reply_tokens(f"Completion for: {prompt}", body)
         plan = Plan(content, finish=finish, prompt_tokens=len(prompt.split()))
-        model, created = body["model"], int(time.time())
-        cid = f"cmpl-{next(self.ids):08d}"
+        model, created, cid = body["model"], int(time.time()), f"cmpl-{next(self.ids):08d}"
 
         def chunk(text, finish=None):
             return {"id": cid, "object": "text_completion", "created": created, "model": model,
@@ -462,14 +442,20 @@ class FakeLMStudio:
 
         if body.get("stream"):
             usage = {**chunk(""), "choices": [], "usage": plan.usage()}
-            chunks = [(chunk(t), True) for t in content]
-            return await self.stream(request, body, chunks, chunk("", finish), usage)
-        await self.pretend_to_generate(plan)
-        if self.cuts(plan):
+            return await self.stream(request, body, [(chunk(t), True) for t in content],
+                                     chunk("", finish), usage)
+        return await self.respond(request, plan, chunk("".join(content), finish))
+
+    async def respond(self, request, plan, result):
+        """A non-streamed answer: wait as long as the stream would take, honour cut_after."""
+        delay = self.script.get("delay", 0) * max(plan.completion_tokens - 1, 0)
+        if (total := self.script.get("first_token_delay", 0) + delay) > 0:
+            await asyncio.sleep(total)
+        cut_after = self.script.get("cut_after")
+        if cut_after is not None and cut_after <= len(plan.content):
             return abort(request)
-        result = chunk("".join(content), finish)
         return json_response({**result, "usage": plan.usage(), "stats": self.stats(plan),
-                              **self.v0_extras(request, model)})
+                              **self.v0_extras(request, result["model"])})
 
     async def embeddings(self, request):
         body, err = await json_body(request)
@@ -482,19 +468,7 @@ class FakeLMStudio:
         return json_response({"object": "list", "data": data, "model": body["model"],
                               "usage": {"prompt_tokens": words, "total_tokens": words}})
 
-    # --- timing and streaming
-
-    def cuts(self, plan):
-        """Whether `cut_after` stops this (non-streamed) answer before it is complete."""
-        cut_after = self.script.get("cut_after")
-        return cut_after is not None and cut_after <= len(plan.content)
-
-    async def pretend_to_generate(self, plan):
-        """Non-streamed answers take as long as the scripted stream would."""
-        n = plan.completion_tokens
-        total = self.script.get("first_token_delay", 0) + self.script.get("delay", 0) * max(n - 1, 0)
-        if total > 0:
-            await asyncio.sleep(total)
+    # --- streaming
 
     async def stream(self, request, body, chunks, finish, usage):
         """Write an SSE stream; count clients that leave early; honour delay/cut_after.
@@ -561,7 +535,7 @@ async def json_body(request):
 # ---------------------------------------------------------------- process
 
 async def serve(host, port):
-    runner = web.AppRunner(FakeLMStudio().app(), access_log=None, shutdown_timeout=1.0)
+    runner = web.AppRunner(FakeLMStudio().app(), access_log=None, shutdown_timeout=0.25)
     await runner.setup()
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

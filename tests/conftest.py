@@ -1,0 +1,221 @@
+"""Shared fixtures.
+
+Unit tests get an injected fake upstream (respx) through `upstream_mock`. End-to-end tests get real
+processes: the fake LM Studio (`tests/fake_lmstudio.py`) and the proxy under Daphne, both on free
+loopback ports, started once per session.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+
+E2E_ROUTES = """
+defaults:
+  ttl: 10m
+  passthrough: true
+aliases:
+  coder:
+    model: qwen2.5-7b-instruct
+    ttl: 30m
+    temperature: 0.2
+    system: "You are terse."
+    options: {top_p: 0.9}
+  tiny: llama-3.2-1b-instruct
+  thinker: qwen3-4b-thinking
+  vision: qwen2-vl-2b-instruct
+  embedder: text-embedding-nomic-embed-text-v1.5
+"""
+
+
+# --- unit-test seam ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+@pytest.fixture
+def upstream_mock(settings):
+    """A respx router standing in for LM Studio, injected as the proxy's upstream client."""
+    import respx
+
+    from routing.catalog import set_catalog
+    from routing.upstream import Upstream, set_upstream
+
+    base = "http://lmstudio.test"
+    with respx.mock(base_url=base, assert_all_called=False) as router:
+        set_upstream(Upstream(base, transport=httpx.AsyncHTTPTransport()))
+        set_catalog(None)
+        yield router
+    set_upstream(None)
+    set_catalog(None)
+
+
+@pytest.fixture
+def routes_file(tmp_path, settings):
+    """Point the proxy at a temporary routes.yaml; returns a function that writes it."""
+    from routing.registry import reset_registry
+
+    path = tmp_path / "routes.yaml"
+    path.write_text(E2E_ROUTES)
+    settings.ROUTES_FILE = path
+    reset_registry()
+    yield path
+    reset_registry()
+
+
+# --- processes for end-to-end tests ------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_line(proc: subprocess.Popen, prefix: str, timeout: float = 15.0) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if line.startswith(prefix):
+            return line.strip()
+        if not line and proc.poll() is not None:
+            break
+    proc.kill()
+    raise RuntimeError(f"process did not print {prefix!r} in {timeout}s")
+
+
+def wait_until_serving(url: str, proc: subprocess.Popen, timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}: {proc.stderr.read()[-2000:]}")
+        try:
+            httpx.get(url, timeout=1.0)
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise RuntimeError(f"server at {url} did not come up in {timeout}s")
+
+
+def stop(proc: subprocess.Popen):
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+@dataclass
+class FakeLMStudio:
+    url: str
+    proc: subprocess.Popen
+
+    def requests(self, path: str | None = None) -> list[dict]:
+        seen = httpx.get(f"{self.url}/_fake/requests").json()
+        return [r for r in seen if path is None or r["path"] == path]
+
+    def reset(self):
+        httpx.post(f"{self.url}/_fake/reset")
+
+    def script(self, **behaviour):
+        httpx.post(f"{self.url}/_fake/script", json=behaviour).raise_for_status()
+
+    def stats(self) -> dict:
+        return httpx.get(f"{self.url}/_fake/stats").json()
+
+
+def start_fake_lmstudio(port: int = 0) -> FakeLMStudio:
+    proc = subprocess.Popen([PY, str(ROOT / "tests" / "fake_lmstudio.py"), "--host", "127.0.0.1",
+                             "--port", str(port)], stdout=subprocess.PIPE, text=True)
+    line = wait_for_line(proc, "LISTENING")
+    return FakeLMStudio(f"http://127.0.0.1:{line.split()[1]}", proc)
+
+
+@dataclass
+class ProxyServer:
+    url: str
+    proc: subprocess.Popen
+    routes: Path
+    env: dict
+
+
+def proxy_env(tmp: Path, lmstudio_url: str, **extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
+    env.update({
+        "DJANGO_SETTINGS_MODULE": "shimsite.settings",
+        "LMSTUDIO_URL": lmstudio_url,
+        "ROUTES_FILE": str(tmp / "routes.yaml"),
+        "DATABASE_URL": f"sqlite:///{tmp / 'db.sqlite3'}",
+        "SECRET_KEY": "e2e-test-secret",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "DEBUG": "false",
+        "PYTHONUNBUFFERED": "1",
+    })
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def start_proxy(tmp: Path, lmstudio_url: str, routes: str = E2E_ROUTES, **extra) -> ProxyServer:
+    """Migrate a fresh database and start the proxy under Daphne, as users run it in production."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    (tmp / "routes.yaml").write_text(routes)
+    env = proxy_env(tmp, lmstudio_url, **extra)
+    subprocess.run([PY, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
+    port = free_port()
+    proc = subprocess.Popen([PY, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
+                             "shimsite.asgi:application"], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    wait_until_serving(url, proc)
+    return ProxyServer(url, proc, tmp / "routes.yaml", env)
+
+
+@pytest.fixture(scope="session")
+def fake_lmstudio():
+    fake = start_fake_lmstudio()
+    yield fake
+    stop(fake.proc)
+
+
+@pytest.fixture(scope="session")
+def proxy_server(fake_lmstudio, tmp_path_factory):
+    server = start_proxy(tmp_path_factory.mktemp("proxy"), fake_lmstudio.url)
+    yield server
+    stop(server.proc)
+
+
+@pytest.fixture
+def fake(fake_lmstudio):
+    """The fake LM Studio, with its recorded requests and script cleared for this test."""
+    fake_lmstudio.reset()
+    yield fake_lmstudio
+    fake_lmstudio.reset()
+
+
+@pytest.fixture
+def ollama_client(proxy_server):
+    import ollama
+
+    return ollama.Client(host=proxy_server.url, timeout=30)
+
+
+@pytest.fixture
+def openai_client(proxy_server):
+    import openai
+
+    return openai.OpenAI(base_url=f"{proxy_server.url}/v1", api_key="unused", timeout=30, max_retries=0)
