@@ -219,3 +219,55 @@ def openai_client(proxy_server):
     import openai
 
     return openai.OpenAI(base_url=f"{proxy_server.url}/v1", api_key="unused", timeout=30, max_retries=0)
+
+
+# --- browser -----------------------------------------------------------------------------------
+
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--disable-dev-shm-usage"]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's headless Chromium driven by Playwright (no browser download). On CI a missing
+    Chromium fails the run; on a developer machine it skips the browser tests."""
+    import shutil
+
+    exe = shutil.which("chromium") or "/usr/bin/chromium"
+    if not os.path.exists(exe):
+        if os.environ.get("CI"):
+            pytest.fail("Chromium is not installed (.ci/run installs Debian's chromium)")
+        pytest.skip("Chromium is not installed: apt-get install chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        instance = pw.chromium.launch(executable_path=exe, headless=True, args=CHROMIUM_FLAGS)
+        yield instance
+        instance.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1366, "height": 850})
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    yield page
+    context.close()
+
+
+def make_superuser(server: ProxyServer, username: str = "admin", password: str = "correct-horse-42"):
+    """Create (or reset) a superuser in the server's database; returns (username, password)."""
+    code = ("from django.contrib.auth import get_user_model; U = get_user_model(); "
+            f"u, _ = U.objects.get_or_create(username={username!r}); u.is_staff = u.is_superuser = True; "
+            f"u.set_password({password!r}); u.save()")
+    subprocess.run([PY, "manage.py", "shell", "-c", code], cwd=ROOT, env=server.env, check=True)
+    return username, password
+
+
+def admin_login(page, server: ProxyServer, username: str, password: str):
+    page.goto(f"{server.url}/admin/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("input[type=submit]")
+    page.wait_for_url(f"{server.url}/admin/")
