@@ -64,10 +64,10 @@ def tag_entry(name: str, model_id: str, lm: Mapping | None) -> dict:
 
 
 def tags(table: RouteTable, lm_models: Mapping[str, Mapping]) -> dict:
-    """/api/tags: the aliases first, then LM Studio's own models when names pass through."""
-    entries = [tag_entry(a.name, a.model, lm_models.get(a.model)) for a in table.aliases.values()]
-    if table.defaults.passthrough:
-        entries += [tag_entry(mid, mid, lm) for mid, lm in lm_models.items()]
+    """/api/tags: the listed aliases first, then LM Studio's own models when `expose: all`."""
+    entries = [tag_entry(a.name, a.model, lm_models.get(a.model)) for a in table.listed_aliases()]
+    if table.lists_upstream_models:
+        entries += [tag_entry(mid, mid, lm) for mid, lm in lm_models.items() if mid not in table.aliases]
     return {"models": entries}
 
 
@@ -104,9 +104,9 @@ def show(name: str, model_id: str, alias: Alias | None, lm: Mapping | None) -> d
 
 
 def openai_models(table: RouteTable, lm_models: Mapping[str, Mapping]) -> dict:
-    """/v1/models: the aliases, then LM Studio's models when names pass through."""
-    ids = list(table.aliases)
-    if table.defaults.passthrough:
+    """/v1/models: the listed aliases, then LM Studio's models when `expose: all`."""
+    ids = [a.name for a in table.listed_aliases()]
+    if table.lists_upstream_models:
         ids += [m for m in lm_models if m not in table.aliases]
     return {"object": "list",
             "data": [{"id": i, "object": "model", "created": 0, "owned_by": "lmstudio"} for i in ids]}

@@ -14,6 +14,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
 from .errors import BadRequest, ModelNotFound, PayloadTooLarge, ProxyError, UpstreamError, error_body
+from .catalog import get_catalog
 from .exchange import DISCONNECTED, Exchange
 from .observers import exchange_finished
 from .ollama_request import keep_alive_ttl, require_model
@@ -21,6 +22,7 @@ from .ollama_response import OllamaTranslator
 from .openai_side import OpenAIPassthrough, client_ttl
 from .overrides import apply_route
 from .registry import get_registry
+from .routes import Route, RouteTable
 from .relay import OLLAMA, OPENAI, Dialect, record_answer, relay
 from .upstream import get_upstream
 
@@ -62,6 +64,21 @@ def parse_body(request: HttpRequest) -> dict:
     return body
 
 
+async def resolve_route(table: RouteTable, requested: str) -> Route:
+    """The route for a model name, or ModelNotFound. LM Studio's (cached) model list is consulted only
+    when a fallback alias must decide between passing a name through and serving it itself."""
+    route = table.resolve(requested)
+    if route is not None and route.via == "passthrough" and table.defaults.fallback:
+        try:
+            upstream_models = await get_catalog().models()
+        except ProxyError:
+            upstream_models = None
+        route = table.resolve(requested, upstream_models)
+    if route is None:
+        raise ModelNotFound(requested)
+    return route
+
+
 def begin_exchange(request: HttpRequest, endpoint: Endpoint) -> Exchange:
     return Exchange(api=endpoint.api, endpoint=endpoint.path,
                     client=request.META.get("REMOTE_ADDR", ""),
@@ -93,9 +110,7 @@ async def _proxy(request: HttpRequest, endpoint: Endpoint, exchange: Exchange) -
     exchange.request_body = body
     requested = require_model(body)
     table = get_registry().table()
-    route = table.resolve(requested)
-    if route is None:
-        raise ModelNotFound(requested)
+    route = await resolve_route(table, requested)
     exchange.requested_model, exchange.upstream_model = requested, route.model
     exchange.alias = route.alias.name if route.alias else ""
 

@@ -5,6 +5,7 @@ new table and swaps it (see `routing.registry`).
 """
 from __future__ import annotations
 
+import fnmatch
 import math
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
@@ -15,6 +16,16 @@ import yaml
 from .durations import parse_duration, ttl_seconds
 
 SYSTEM_MODES = ("prepend", "replace", "default")
+EXPOSE_MODES = ("all", "aliases", "none")
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+GLOB_CHARS = "*?["
+
+# Paths the proxy serves itself: a declared endpoint may not shadow them (tests keep this in step with
+# the URL configuration).
+RESERVED_PATHS = frozenset({"/", "/health", "/ready", "/metrics"})
+RESERVED_PREFIXES = ("/api/chat", "/api/generate", "/api/tags", "/api/show", "/api/ps", "/api/version",
+                     "/api/embed", "/api/copy", "/api/delete", "/api/pull", "/api/push", "/api/create",
+                     "/api/blobs", "/v1/", "/admin", "/history", "/static/", "/ws/")
 
 # Ollama's Modelfile parameters (api/types.go `Options` and `Runner`); anything else is a typo.
 OLLAMA_OPTIONS = frozenset(
@@ -23,9 +34,10 @@ OLLAMA_OPTIONS = frozenset(
     low_vram use_mmap use_mlock num_thread tfs_z mirostat mirostat_tau mirostat_eta""".split()
 )
 
-_ALIAS_KEYS = {"model", "ttl", "temperature", "system", "system_mode", "options"}
-_DEFAULT_KEYS = {"ttl", "passthrough"}
-_TOP_KEYS = {"defaults", "aliases"}
+_ALIAS_KEYS = {"model", "ttl", "temperature", "system", "system_mode", "options", "hidden"}
+_DEFAULT_KEYS = {"ttl", "passthrough", "fallback", "expose"}
+_TOP_KEYS = {"defaults", "aliases", "endpoints"}
+_ENDPOINT_KEYS = {"method", "path", "status", "json"}
 
 
 class RouteTableError(ValueError):
@@ -52,13 +64,36 @@ class Alias:
     system: str | None = None
     system_mode: str = "prepend"
     options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    hidden: bool = False
     source: str = "file"
+
+    @property
+    def is_pattern(self) -> bool:
+        return any(c in self.name for c in GLOB_CHARS)
+
+    @property
+    def literal_prefix(self) -> str:
+        """The name up to its first glob character: the longer, the more specific the pattern."""
+        cut = min((self.name.index(c) for c in GLOB_CHARS if c in self.name), default=len(self.name))
+        return self.name[:cut]
 
 
 @dataclass(frozen=True)
 class Defaults:
     ttl: int | None = None
     passthrough: bool = True
+    fallback: str | None = None      # the alias that serves unknown names (None: unknown is a 404)
+    expose: str = "all"              # what model lists show: all | aliases | none
+
+
+@dataclass(frozen=True)
+class DeclaredEndpoint:
+    """A path answered with a fixed JSON body, for clients that probe vendor endpoints."""
+
+    method: str
+    path: str
+    status: int = 200
+    body: Any = None
 
 
 @dataclass(frozen=True)
@@ -68,6 +103,7 @@ class Route:
     requested: str
     model: str
     alias: Alias | None = None
+    via: str = "alias"               # alias | pattern | passthrough | fallback
 
     def ttl(self, defaults: Defaults) -> int | None:
         if self.alias and self.alias.ttl is not None:
@@ -79,15 +115,52 @@ class Route:
 class RouteTable:
     defaults: Defaults = Defaults()
     aliases: Mapping[str, Alias] = field(default_factory=lambda: MappingProxyType({}))
+    endpoints: tuple[DeclaredEndpoint, ...] = ()
+    patterns: tuple[Alias, ...] = field(init=False, compare=False, repr=False)
 
-    def resolve(self, requested: str) -> Route | None:
-        """The route for a client's model name, or None when nothing serves it."""
+    def __post_init__(self):
+        patterns = [a for a in self.aliases.values() if a.is_pattern]
+        patterns.sort(key=lambda a: (-len(a.literal_prefix), a.source != "admin", a.name))
+        object.__setattr__(self, "patterns", tuple(patterns))
+
+    def resolve(self, requested: str, upstream_models=None) -> Route | None:
+        """The route for a client's model name, or None when nothing serves it.
+
+        Order: an exact alias; the most specific matching pattern; the name itself when names pass
+        through (and, if `upstream_models` is given, LM Studio has it); the fallback alias.
+        """
         name = normalize_name(requested)
         alias = self.aliases.get(name)
-        if alias is not None:
-            return Route(requested=requested, model=alias.model, alias=alias)
-        if self.defaults.passthrough and name:
-            return Route(requested=requested, model=name)
+        if alias is not None and not alias.is_pattern:
+            return Route(requested, alias.model, alias)
+        for pattern in self.patterns:
+            if fnmatch.fnmatchcase(name, pattern.name):
+                return Route(requested, pattern.model, pattern, via="pattern")
+        fallback = self.aliases.get(self.defaults.fallback or "")
+        known = upstream_models is None or name in upstream_models
+        if self.defaults.passthrough and name and (known or fallback is None):
+            return Route(requested, name, via="passthrough")
+        if fallback is not None:
+            return Route(requested, fallback.model, fallback, via="fallback")
+        return None
+
+    def listed_aliases(self) -> list[Alias]:
+        """The aliases model lists show: concrete names, not hidden, unless lists are off."""
+        if self.defaults.expose == "none":
+            return []
+        return [a for a in self.aliases.values() if not a.hidden and not a.is_pattern]
+
+    @property
+    def lists_upstream_models(self) -> bool:
+        """Whether model lists also show LM Studio's own models (usable only when names pass through)."""
+        return self.defaults.expose == "all" and self.defaults.passthrough
+
+    def endpoint(self, method: str, path: str) -> DeclaredEndpoint | None:
+        """The declared endpoint for a request (HEAD is answered by a GET declaration)."""
+        for declared in self.endpoints:
+            if declared.path == path and (declared.method == method
+                                          or (method == "HEAD" and declared.method == "GET")):
+                return declared
         return None
 
     def with_aliases(self, extra: Iterable[Alias]) -> RouteTable:
@@ -170,20 +243,74 @@ class _Validator:
         top = self.mapping(document, "the file", 1)
         self.check_keys(top, _TOP_KEYS, "top level")
         defaults = self.defaults(top.get("defaults"), top.key_lines.get("defaults"))
-        raw_aliases = top.get("aliases")
-        if raw_aliases is None:
-            return RouteTable(defaults=defaults)
-        raw_aliases = self.mapping(raw_aliases, "aliases", top.key_lines["aliases"])
+        aliases = self.aliases(top.get("aliases"), top.key_lines.get("aliases"))
+        if defaults.fallback and (defaults.fallback not in aliases or aliases[defaults.fallback].is_pattern):
+            self.fail(f"defaults: 'fallback' must name an alias of this file, got '{defaults.fallback}'",
+                      top["defaults"].key_lines["fallback"])
+        endpoints = self.endpoints(top.get("endpoints"), top.key_lines.get("endpoints"))
+        return RouteTable(defaults=defaults, aliases=MappingProxyType(aliases), endpoints=endpoints)
+
+    def aliases(self, value, line: int | None) -> dict[str, Alias]:
+        if value is None:
+            return {}
+        raw = self.mapping(value, "aliases", line)
         aliases: dict[str, Alias] = {}
-        first_line: dict[str, int] = {}
-        for name, spec in raw_aliases.items():
-            line = raw_aliases.key_lines[name]
+        lines: dict[str, int] = {}
+        for name, spec in raw.items():
+            line = raw.key_lines[name]
             alias = self.alias(name, spec, line)
             if alias.name in aliases:
                 self.fail(f"alias '{name}' is the same as '{alias.name}' on line "
-                          f"{first_line[alias.name]} (':latest' is implied)", line)
-            aliases[alias.name], first_line[alias.name] = alias, line
-        return RouteTable(defaults=defaults, aliases=MappingProxyType(aliases))
+                          f"{lines[alias.name]} (':latest' is implied)", line)
+            aliases[alias.name], lines[alias.name] = alias, line
+        self.check_pattern_ties(aliases, lines)
+        return aliases
+
+    def check_pattern_ties(self, aliases: dict[str, Alias], lines: dict[str, int]):
+        """Two patterns with the same literal prefix would both claim the same names."""
+        seen: dict[str, str] = {}
+        for alias in aliases.values():
+            if not alias.is_pattern:
+                continue
+            other = seen.setdefault(alias.literal_prefix, alias.name)
+            if other != alias.name:
+                self.fail(f"patterns '{other}' (line {lines[other]}) and '{alias.name}' are equally "
+                          f"specific (same literal prefix '{alias.literal_prefix}'): make one more "
+                          f"specific", lines[alias.name])
+
+    def endpoints(self, value, line: int | None) -> tuple[DeclaredEndpoint, ...]:
+        if value is None:
+            return ()
+        if not isinstance(value, list):
+            self.fail("endpoints must be a list of {method, path, status, json}", line)
+        declared: dict[tuple[str, str], int] = {}
+        out = []
+        for item in value:
+            endpoint, where = self.endpoint(item, line)
+            key = (endpoint.method, endpoint.path)
+            if key in declared:
+                self.fail(f"endpoint {endpoint.method} {endpoint.path} is declared twice (first on line "
+                          f"{declared[key]})", where)
+            declared[key] = where
+            out.append(endpoint)
+        return tuple(out)
+
+    def endpoint(self, item, line: int | None) -> tuple[DeclaredEndpoint, int]:
+        data = self.mapping(item, "each endpoint", line)
+        where = data.line
+        self.check_keys(data, _ENDPOINT_KEYS, "endpoint")
+        method = str(data.get("method", "GET")).upper()
+        if method not in HTTP_METHODS:
+            self.fail(f"endpoint: 'method' must be one of {', '.join(HTTP_METHODS)}", where)
+        path = data.get("path")
+        if not isinstance(path, str) or not path.startswith("/"):
+            self.fail("endpoint: 'path' must be a string starting with '/'", where)
+        if path in RESERVED_PATHS or path.startswith(RESERVED_PREFIXES):
+            self.fail(f"endpoint: '{path}' would shadow the proxy's own API", where)
+        status = data.get("status", 200)
+        if isinstance(status, bool) or not isinstance(status, int) or not 200 <= status <= 599:
+            self.fail("endpoint: 'status' must be an HTTP status between 200 and 599", where)
+        return DeclaredEndpoint(method, path, status, data.get("json")), where
 
     def defaults(self, value, line: int | None) -> Defaults:
         if value is None:
@@ -193,8 +320,15 @@ class _Validator:
         passthrough = data.get("passthrough", True)
         if not isinstance(passthrough, bool):
             self.fail("defaults: 'passthrough' must be true or false", data.key_lines["passthrough"])
-        ttl = self.ttl(data, "defaults")
-        return Defaults(ttl=ttl, passthrough=passthrough)
+        expose = data.get("expose", "all")
+        if expose not in EXPOSE_MODES:
+            self.fail(f"defaults: 'expose' must be one of {', '.join(EXPOSE_MODES)}, got {expose!r}",
+                      data.key_lines["expose"])
+        fallback = data.get("fallback")
+        if fallback is not None and not isinstance(fallback, str):
+            self.fail("defaults: 'fallback' must be an alias name", data.key_lines["fallback"])
+        return Defaults(ttl=self.ttl(data, "defaults"), passthrough=passthrough,
+                        fallback=normalize_name(fallback) if fallback else None, expose=expose)
 
     def ttl(self, data: _LineDict, what: str) -> int | None:
         if data.get("ttl") is None:
@@ -242,6 +376,9 @@ def alias_fields(data: Mapping, source: str, lines: Mapping[str, int], what: str
     if system_mode not in SYSTEM_MODES:
         fail(f"'system_mode' must be one of {', '.join(SYSTEM_MODES)}, got {system_mode!r}",
              "system_mode")
+    hidden = data.get("hidden", False)
+    if not isinstance(hidden, bool):
+        fail("'hidden' must be true or false", "hidden")
     options = data.get("options") or {}
     if not isinstance(options, dict):
         fail("'options' must be a mapping of Ollama options", "options")
@@ -249,4 +386,4 @@ def alias_fields(data: Mapping, source: str, lines: Mapping[str, int], what: str
     if unknown:
         fail(f"unknown option(s) {', '.join(map(str, unknown))} in 'options'", "options")
     return {"temperature": temperature, "system": system, "system_mode": system_mode,
-            "options": MappingProxyType(dict(options))}
+            "options": MappingProxyType(dict(options)), "hidden": hidden}

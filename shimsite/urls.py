@@ -1,7 +1,11 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
+
+from routing.declared import declared_endpoint
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("routing.urls")),
+    # Last: routes.yaml's declared endpoints, and a JSON 404 for everything else.
+    re_path(r"^(?P<path>.*)$", declared_endpoint),
 ]

@@ -228,10 +228,13 @@ CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first
                   "--disable-dev-shm-usage"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
     """Debian's headless Chromium driven by Playwright (no browser download). On CI a missing
-    Chromium fails the run; on a developer machine it skips the browser tests."""
+    Chromium fails the run; on a developer machine it skips the browser tests.
+
+    Module-scoped: Playwright's sync API keeps an event loop running while it is open, which async
+    tests in other modules could not share."""
     import shutil
 
     exe = shutil.which("chromium") or "/usr/bin/chromium"
