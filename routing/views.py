@@ -1,4 +1,5 @@
-"""Thin async views: each names its dialect and endpoint; `routing.pipeline` does the work."""
+"""Thin async views for model requests: each names its dialect and endpoint; `routing.pipeline` does
+the work. Model listing and management views are in `routing.model_views`."""
 from __future__ import annotations
 
 import functools
@@ -8,18 +9,22 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from . import model_info, ollama_request, openai_side
-from .catalog import get_catalog
-from .errors import ModelNotFound, ProxyError, error_body
-from .pipeline import Endpoint, json_response, parse_body, proxy
-from .registry import get_registry
+from . import embeddings, ollama_request, openai_side
+from .errors import ProxyError, error_body
+from .pipeline import Endpoint, json_response, proxy
 from .relay import OLLAMA, OPENAI
 
 CHAT = Endpoint("/api/chat", OLLAMA, "/v1/chat/completions", ollama_request.chat_to_openai, "chat")
-GENERATE = Endpoint("/api/generate", OLLAMA, "/v1/chat/completions", ollama_request.generate_to_openai,
-                    "generate")
+GENERATE = Endpoint("/api/generate", OLLAMA, ollama_request.generate_upstream_path,
+                    ollama_request.generate_to_openai, "generate")
+EMBED = Endpoint("/api/embed", OLLAMA, "/v1/embeddings", embeddings.embed_request, "embed",
+                 embeddings.embed_answer)
+EMBEDDINGS = Endpoint("/api/embeddings", OLLAMA, "/v1/embeddings", embeddings.legacy_embeddings_request,
+                      "embed", embeddings.legacy_embeddings_answer)
 V1_CHAT = Endpoint("/v1/chat/completions", OPENAI, "/v1/chat/completions", openai_side.check_chat)
 V1_COMPLETIONS = Endpoint("/v1/completions", OPENAI, "/v1/completions", openai_side.check_completion)
+V1_EMBEDDINGS = Endpoint("/v1/embeddings", OPENAI, "/v1/embeddings", embeddings.openai_embeddings_request,
+                         "embed", embeddings.openai_embeddings_answer)
 
 
 def api_view(methods: list[str], dialect: str = "ollama"):
@@ -51,8 +56,11 @@ def proxy_view(endpoint: Endpoint):
 
 chat = proxy_view(CHAT)
 generate = proxy_view(GENERATE)
+embed = proxy_view(EMBED)
+legacy_embeddings = proxy_view(EMBEDDINGS)
 v1_chat = proxy_view(V1_CHAT)
 v1_completions = proxy_view(V1_COMPLETIONS)
+v1_embeddings = proxy_view(V1_EMBEDDINGS)
 
 
 @api_view(["GET", "HEAD"])
@@ -63,37 +71,3 @@ async def root(request: HttpRequest):
 @api_view(["GET", "HEAD"])
 async def version(request: HttpRequest):
     return json_response({"version": settings.OLLAMA_VERSION})
-
-
-@api_view(["GET", "HEAD"])
-async def tags(request: HttpRequest):
-    table = get_registry().table()
-    lm_models = await _lm_models_or_empty()
-    return json_response(model_info.tags(table, lm_models))
-
-
-@api_view(["POST"])
-async def show(request: HttpRequest):
-    body = parse_body(request)
-    requested = ollama_request.require_model(body)
-    route = get_registry().table().resolve(requested)
-    if route is None:
-        raise ModelNotFound(requested)
-    lm = await get_catalog().get(route.model)
-    if lm is None and route.alias is None:
-        raise ModelNotFound(requested)  # a pass-through name LM Studio does not have
-    return json_response(model_info.show(requested, route.model, route.alias, lm))
-
-
-@api_view(["GET"], "openai")
-async def v1_models(request: HttpRequest):
-    table = get_registry().table()
-    return json_response(model_info.openai_models(table, await _lm_models_or_empty()))
-
-
-async def _lm_models_or_empty():
-    """LM Studio's models, or none when it is unreachable: the aliases are still worth listing."""
-    try:
-        return await get_catalog().models()
-    except ProxyError:
-        return {}
