@@ -2,13 +2,14 @@
 
 Loading goes through the same path as any request (a minimal one: one token, or one empty embedding),
 so LM Studio's Just-In-Time loading applies the TTL exactly as for chat; `/api/v1/models/load` has no
-TTL and would pin the model forever. Nothing is sent when the model is already loaded. Unloading
-uses `/api/v1/models/unload` (LM Studio 0.4.0+), for every loaded instance of the model.
+TTL and would keep the model until it is unloaded, so it is used only when JIT loading is off. Nothing
+is sent when the model is already loaded. Unloading uses `/api/v1/models/unload` (LM Studio 0.4.0+),
+for every loaded instance of the model.
 """
 from __future__ import annotations
 
 from .catalog import get_catalog
-from .errors import EndpointMissing, NotSupported
+from .errors import EndpointMissing, ModelNotLoaded, NotSupported
 from .model_info import capabilities, is_loaded
 from .upstream import get_upstream
 
@@ -29,7 +30,17 @@ async def load(path: str, upstream_body: dict, requested: str) -> bool:
     catalog = get_catalog()
     if is_loaded(await catalog.get(upstream_body["model"])):
         return False
-    await get_upstream().json("POST", path, upstream_body, model=requested)
+    upstream = get_upstream()
+    try:
+        await upstream.json("POST", path, upstream_body, model=requested)
+    except ModelNotLoaded:  # JIT loading is off: load it explicitly, if this LM Studio can
+        try:
+            await upstream.json("POST", "/api/v1/models/load", {"model": upstream_body["model"]},
+                                model=requested)
+        except EndpointMissing:
+            raise ModelNotLoaded(f"model '{requested}' is not loaded and this LM Studio neither loads "
+                                 f"it on demand (JIT is off) nor has /api/v1/models/load: run "
+                                 f"`lms load {upstream_body['model']}`") from None
     catalog.invalidate()
     return True
 

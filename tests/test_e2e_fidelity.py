@@ -300,3 +300,11 @@ def test_blobs_are_absent_and_cannot_be_uploaded(proxy_server):
 def test_bad_fields_are_400s_naming_the_field(proxy_server, fake, path, body, message):
     r = httpx.post(f"{proxy_server.url}{path}", json=body)
     assert r.status_code == 400 and message in r.json()["error"]
+
+
+def test_with_jit_loading_off_an_empty_chat_loads_through_api_v1(fresh_client, fake):
+    fake.script(jit=False)
+    assert fresh_client.chat(model="tiny", messages=[]).done_reason == "load"
+    assert len(sent(fake)) == 1  # the minimal request, refused
+    assert sent(fake, "/api/v1/models/load") == [{"model": "llama-3.2-1b-instruct"}]
+    assert "tiny:latest" in [m.model for m in fresh_client.ps().models]
