@@ -203,9 +203,20 @@ def chat_to_openai(body: dict) -> dict:
     out["messages"] = ollama_messages_to_openai(body.get("messages") or [])
     tools = body.get("tools")
     if tools:
-        if not isinstance(tools, list):
-            raise BadRequest("tools must be a list")
-        out["tools"] = tools
+        out["tools"] = openai_tools(tools)
+    return out
+
+
+def openai_tools(tools: Any) -> list[dict]:
+    """Ollama `tools` as OpenAI function tools (`type` defaults to "function", as Ollama's does)."""
+    if not isinstance(tools, list):
+        raise BadRequest("tools must be a list")
+    out = []
+    for i, tool in enumerate(tools):
+        fn = tool.get("function") if isinstance(tool, dict) else None
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+            raise BadRequest(f"tools[{i}].function.name is required")
+        out.append({**tool, "type": tool.get("type") or "function"})
     return out
 
 

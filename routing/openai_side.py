@@ -29,6 +29,8 @@ def check_completion(body: dict) -> dict:
 
 
 def _with_usage(body: dict) -> dict:
+    if body.get("stream_options") is not None and not isinstance(body["stream_options"], dict):
+        raise BadRequest("stream_options must be an object")
     if body.get("stream"):
         options = dict(body.get("stream_options") or {})
         options["include_usage"] = True

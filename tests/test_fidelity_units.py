@@ -11,6 +11,7 @@ from routing.catalog import merge_native
 from routing.errors import BadRequest, EndpointMissing, NotSupported
 from routing.exchange import Timing
 from routing.ollama_request import (generate_to_openai, generate_upstream_path, lifecycle_action,
+                                    openai_tools,
                                     think_params)
 from routing.ollama_response import OllamaTranslator, lifecycle_answer
 from routing.routes import RouteTable, load_routes
@@ -237,3 +238,30 @@ async def test_unload_unloads_every_loaded_instance(upstream_mock):
     assert await lifecycle.unload("qwen") == ["qwen", "qwen:2"]
     assert [call.request.content for call in unload.calls] == [b'{"instance_id":"qwen"}',
                                                                 b'{"instance_id":"qwen:2"}']
+
+
+@pytest.mark.parametrize("tools, result", [
+    ([{"function": {"name": "f"}}], [{"function": {"name": "f"}, "type": "function"}]),
+    ([{"type": "function", "function": {"name": "f", "parameters": {}}}],
+     [{"type": "function", "function": {"name": "f", "parameters": {}}}]),
+])
+def test_ollama_tools_become_openai_function_tools(tools, result):
+    assert openai_tools(tools) == result
+
+
+@pytest.mark.parametrize("tools, message", [
+    ("f", "tools must be a list"),
+    ([{"function": {}}], "tools[0].function.name is required"),
+    (["f"], "tools[0].function.name is required"),
+])
+def test_bad_tools_are_named(tools, message):
+    with pytest.raises(BadRequest) as info:
+        openai_tools(tools)
+    assert message in info.value.message
+
+
+def test_a_stream_options_that_is_not_an_object_is_a_bad_request():
+    from routing.openai_side import check_chat
+
+    with pytest.raises(BadRequest, match="stream_options must be an object"):
+        check_chat({"messages": [{"role": "user", "content": "x"}], "stream": True, "stream_options": "x"})
