@@ -120,19 +120,28 @@ async def _proxy(request: HttpRequest, endpoint: Endpoint, exchange: Exchange) -
                                 sampling=endpoint.kind != "embed")
     exchange.stream, exchange.ttl = stream, upstream_body.get("ttl")
     exchange.upstream_body = upstream_body
-
-    upstream = get_upstream()
     if endpoint.answer is not None:
-        answer = await upstream.json("POST", endpoint.target(upstream_body), upstream_body, model=requested)
-        exchange.timing.stop()
-        exchange.prompt_tokens = (answer.get("usage") or {}).get("prompt_tokens")
-        return json_response(endpoint.answer(answer, body, requested, exchange.timing),
-                             request_id=exchange.id)
+        return await _one_answer(endpoint, body, upstream_body, requested, exchange)
+    return await _generation(endpoint, body, upstream_body, requested, stream, exchange)
 
+
+async def _one_answer(endpoint: Endpoint, body: dict, upstream_body: dict, requested: str,
+                      exchange: Exchange) -> HttpResponse:
+    """An endpoint answered with one JSON object (embeddings): LM Studio's answer, translated."""
+    answer = await get_upstream().json("POST", endpoint.target(upstream_body), upstream_body, model=requested)
+    exchange.timing.stop()
+    exchange.prompt_tokens = (answer.get("usage") or {}).get("prompt_tokens")
+    return json_response(endpoint.answer(answer, body, requested, exchange.timing), request_id=exchange.id)
+
+
+async def _generation(endpoint: Endpoint, body: dict, upstream_body: dict, requested: str, stream: bool,
+                      exchange: Exchange) -> HttpResponse:
+    """A chat or completion: LM Studio's stream relayed as it comes, or assembled into one answer."""
     if endpoint.api == "ollama":
         translator = OllamaTranslator(requested, endpoint.kind, thinking=body.get("think") is not False)
     else:
         translator = OpenAIPassthrough(requested, bool((body.get("stream_options") or {}).get("include_usage")))
+    upstream = get_upstream()
     response = await upstream.open("POST", endpoint.target(upstream_body), upstream_body, model=requested)
     events = upstream.events(response)
     if not stream:

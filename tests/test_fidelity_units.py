@@ -1,5 +1,7 @@
 """Table-driven tests of the pure functions behind API fidelity: embeddings, generate modes, think,
 load/unload detection, model descriptions; and the graceful unload fallback on an older LM Studio."""
+import asyncio
+import concurrent.futures
 import io
 from datetime import datetime, timezone
 
@@ -11,8 +13,7 @@ from routing.catalog import merge_native
 from routing.errors import BadRequest, EndpointMissing, NotSupported
 from routing.exchange import Timing
 from routing.ollama_request import (generate_to_openai, generate_upstream_path, lifecycle_action,
-                                    openai_tools,
-                                    think_params)
+                                    openai_tools, think_params)
 from routing.ollama_response import OllamaTranslator, lifecycle_answer
 from routing.routes import RouteTable, load_routes
 from routing.upstream import check_response
@@ -214,28 +215,32 @@ def test_a_missing_endpoint_is_recognised(status, body):
         check_response(response)
 
 
-@pytest.mark.anyio
+def run(coro):
+    """Run a coroutine on its own loop in a thread (the browser tests keep a loop running in this one)."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
 @pytest.mark.parametrize("status, body", [
     (404, {"error": "Not Found"}),
     (200, {"error": "Unexpected endpoint or method. (GET /api/v1/models)"}),
 ])
-async def test_unload_without_api_v1_is_an_honest_error(upstream_mock, status, body):
+def test_unload_without_api_v1_is_an_honest_error(upstream_mock, status, body):
     from routing import lifecycle
 
     upstream_mock.get("/api/v1/models").mock(return_value=httpx.Response(status, json=body))
     with pytest.raises(NotSupported) as info:
-        await lifecycle.unload("qwen")
+        run(lifecycle.unload("qwen"))
     assert "lms unload qwen" in info.value.message and info.value.status == 501
 
 
-@pytest.mark.anyio
-async def test_unload_unloads_every_loaded_instance(upstream_mock):
+def test_unload_unloads_every_loaded_instance(upstream_mock):
     from routing import lifecycle
 
     upstream_mock.get("/api/v1/models").mock(return_value=httpx.Response(200, json={"models": [
         {"key": "qwen", "loaded_instances": [{"id": "qwen"}, {"id": "qwen:2"}]}, {"key": "other"}]}))
     unload = upstream_mock.post("/api/v1/models/unload").mock(return_value=httpx.Response(200, json={}))
-    assert await lifecycle.unload("qwen") == ["qwen", "qwen:2"]
+    assert run(lifecycle.unload("qwen")) == ["qwen", "qwen:2"]
     assert [call.request.content for call in unload.calls] == [b'{"instance_id":"qwen"}',
                                                                 b'{"instance_id":"qwen:2"}']
 
