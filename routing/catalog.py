@@ -64,7 +64,9 @@ class ModelCatalog:
         models = {m["id"]: m for m in data or () if isinstance(m, dict) and isinstance(m.get("id"), str)}
         try:
             native = await self.upstream.json("GET", "/api/v1/models")
-        except EndpointMissing:  # LM Studio before 0.4.0
+        except UpstreamError as exc:  # LM Studio before 0.4.0 (EndpointMissing), or a failure there:
+            if not isinstance(exc, EndpointMissing):  # the /api/v0 list is enough to go on
+                log.warning("GET /api/v1/models failed (%s); using /api/v0 only", exc.message)
             return models
         return merge_native(models, native)
 

@@ -270,3 +270,17 @@ def test_a_stream_options_that_is_not_an_object_is_a_bad_request():
 
     with pytest.raises(BadRequest, match="stream_options must be an object"):
         check_chat({"messages": [{"role": "user", "content": "x"}], "stream": True, "stream_options": "x"})
+
+
+@pytest.mark.parametrize("native, has_native", [
+    (httpx.Response(200, json={"models": [NATIVE]}), True),
+    (httpx.Response(200, json={"error": "Unexpected endpoint or method. (GET /api/v1/models)"}), False),
+    (httpx.Response(500, json={"error": {"message": "boom"}}), False),
+])
+def test_the_catalog_adds_native_descriptions_when_lmstudio_has_them(upstream_mock, native, has_native):
+    from routing.catalog import get_catalog
+
+    upstream_mock.get("/api/v0/models").mock(return_value=httpx.Response(200, json={"data": [V0]}))
+    upstream_mock.get("/api/v1/models").mock(return_value=native)
+    models = run(get_catalog().models())
+    assert list(models) == ["q"] and ("native" in models["q"]) == has_native
