@@ -85,3 +85,10 @@ def test_bad_embeddings_requests_are_openai_shaped_400s(proxy_server, body, mess
     assert r.status_code == 400
     error = r.json()["error"]
     assert message in error["message"] and error["type"] == "invalid_request_error"
+
+
+def test_max_completion_tokens_limits_the_answer(openai_client, fake):
+    reply = openai_client.chat.completions.create(model="tiny", max_completion_tokens=2,
+                                                  messages=[{"role": "user", "content": "a b c"}])
+    assert reply.choices[0].finish_reason == "length" and reply.model == "tiny"
+    assert sent(fake, "/v1/chat/completions")[0]["max_tokens"] == 2

@@ -284,3 +284,14 @@ def test_the_catalog_adds_native_descriptions_when_lmstudio_has_them(upstream_mo
     upstream_mock.get("/api/v1/models").mock(return_value=native)
     models = run(get_catalog().models())
     assert list(models) == ["q"] and ("native" in models["q"]) == has_native
+
+
+@pytest.mark.parametrize("extra, max_tokens", [
+    ({"max_completion_tokens": 50}, 50),
+    ({"max_completion_tokens": 50, "max_tokens": 20}, 20),
+    ({}, None),
+])
+def test_max_completion_tokens_is_also_sent_as_max_tokens(extra, max_tokens):
+    from routing.openai_side import check_chat
+
+    assert check_chat({"messages": [{"role": "user", "content": "x"}], **extra}).get("max_tokens") == max_tokens
