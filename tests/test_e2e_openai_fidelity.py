@@ -92,3 +92,16 @@ def test_max_completion_tokens_limits_the_answer(openai_client, fake):
                                                   messages=[{"role": "user", "content": "a b c"}])
     assert reply.choices[0].finish_reason == "length" and reply.model == "tiny"
     assert sent(fake, "/v1/chat/completions")[0]["max_tokens"] == 2
+
+
+def test_lmstudio_errors_pass_through_with_their_message_in_both_dialects(openai_client, ollama_client, fake):
+    import ollama
+
+    fake.script(status=503, error="the model crashed")
+    with pytest.raises(openai.APIStatusError) as info:
+        openai_client.chat.completions.create(model="coder", stream=True,
+                                              messages=[{"role": "user", "content": "x"}])
+    assert info.value.status_code == 503 and "the model crashed" in info.value.message
+    with pytest.raises(ollama.ResponseError) as failed:
+        list(ollama_client.generate(model="coder", prompt="x", stream=True))
+    assert failed.value.status_code == 503 and failed.value.error == "LM Studio: the model crashed"
