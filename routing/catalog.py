@@ -1,7 +1,9 @@
 """LM Studio's model list, fetched at most once per `MODEL_LIST_TTL` seconds and shared by all requests.
 
 Uses the REST `/api/v0/models` (type, arch, quantization, state, context length) and falls back to the
-OpenAI `/v1/models` (ids only) on LM Studio versions that lack it.
+OpenAI `/v1/models` (ids only) on LM Studio versions that lack it. When LM Studio also serves the native
+`/api/v1/models` (0.4.0+), each model's native description (size, parameter count, capabilities, loaded
+instances) is kept under the key `native`.
 """
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import logging
 import time
 from typing import Mapping
 
-from .errors import ProxyError, UpstreamError
+from .errors import EndpointMissing, ProxyError, UpstreamError
 from .upstream import Upstream
 
 log = logging.getLogger(__name__)
@@ -59,7 +61,25 @@ class ModelCatalog:
             log.info("GET /api/v0/models failed (%s); falling back to /v1/models", exc.message)
             body = await self.upstream.json("GET", "/v1/models")
         data = body.get("data") if isinstance(body, dict) else None
-        return {m["id"]: m for m in data or () if isinstance(m, dict) and isinstance(m.get("id"), str)}
+        models = {m["id"]: m for m in data or () if isinstance(m, dict) and isinstance(m.get("id"), str)}
+        try:
+            native = await self.upstream.json("GET", "/api/v1/models")
+        except UpstreamError as exc:  # LM Studio before 0.4.0 (EndpointMissing), or a failure there:
+            if not isinstance(exc, EndpointMissing):  # the /api/v0 list is enough to go on
+                log.warning("GET /api/v1/models failed (%s); using /api/v0 only", exc.message)
+            return models
+        return merge_native(models, native)
+
+
+def merge_native(models: Mapping[str, dict], native) -> dict[str, dict]:
+    """The /api/v0 (or /v1) descriptions with each model's /api/v1 description under `native`."""
+    merged = dict(models)
+    entries = native.get("models") if isinstance(native, dict) else None
+    for entry in entries or ():
+        key = entry.get("key") if isinstance(entry, dict) else None
+        if isinstance(key, str):
+            merged[key] = {**merged.get(key, {"id": key}), "native": entry}
+    return merged
 
 
 _catalog: ModelCatalog | None = None

@@ -55,6 +55,13 @@ class UpstreamError(ProxyError):
         self.status = status
 
 
+class EndpointMissing(UpstreamError):
+    """This LM Studio does not serve a path (an older version: 404, or 200 "Unexpected endpoint")."""
+
+    def __init__(self, message: str):
+        super().__init__(message, status=501)
+
+
 class UpstreamUnavailable(ProxyError):
     status = 502
 

@@ -14,6 +14,7 @@ from .errors import BadRequest
 from .overrides import options_to_params
 
 ROLES = ("system", "user", "assistant", "tool")
+THINK_LEVELS = ("low", "medium", "high")
 
 _MAGIC = (
     (b"\x89PNG\r\n\x1a\n", "image/png"),
@@ -43,6 +44,32 @@ def keep_alive_ttl(body: dict) -> tuple[bool, int | None]:
     except ValueError as exc:
         raise BadRequest(f"keep_alive: {exc}") from None
     return True, ttl_seconds(seconds)
+
+
+def lifecycle_action(kind: str, body: dict) -> str | None:
+    """Ollama's model lifecycle requests: an empty chat or generate loads the model ("load"), and
+    unloads it ("unload") when `keep_alive` is 0. None for an ordinary request."""
+    if kind == "chat":
+        empty = not body.get("messages")
+    elif kind == "generate":
+        empty = not body.get("prompt") and not body.get("images")
+    else:
+        return None
+    if not empty:
+        return None
+    sent, _ = keep_alive_ttl(body)  # validates keep_alive
+    return "unload" if sent and parse_duration(body["keep_alive"]) == 0 else "load"
+
+
+def think_params(think: Any) -> dict:
+    """LM Studio parameters for Ollama's `think`. Levels become OpenAI's `reasoning_effort`, which
+    LM Studio's /v1/chat/completions accepts; true/false have no request equivalent (false is honoured
+    by dropping the reasoning from the answer)."""
+    if think is None or isinstance(think, bool):
+        return {}
+    if think in THINK_LEVELS:
+        return {"reasoning_effort": think}
+    raise BadRequest('think must be true, false, "low", "medium" or "high"')
 
 
 def image_part(data: Any, where: str) -> dict:
@@ -155,6 +182,7 @@ def _common(body: dict) -> dict:
     fmt = response_format(body.get("format"))
     if fmt:
         out["response_format"] = fmt
+    out.update(think_params(body.get("think")))
     out["stream"] = True
     out["stream_options"] = {"include_usage": True}
     return out
@@ -175,22 +203,53 @@ def chat_to_openai(body: dict) -> dict:
     out["messages"] = ollama_messages_to_openai(body.get("messages") or [])
     tools = body.get("tools")
     if tools:
-        if not isinstance(tools, list):
-            raise BadRequest("tools must be a list")
-        out["tools"] = tools
+        out["tools"] = openai_tools(tools)
+    return out
+
+
+def openai_tools(tools: Any) -> list[dict]:
+    """Ollama `tools` as OpenAI function tools (`type` defaults to "function", as Ollama's does)."""
+    if not isinstance(tools, list):
+        raise BadRequest("tools must be a list")
+    out = []
+    for i, tool in enumerate(tools):
+        fn = tool.get("function") if isinstance(tool, dict) else None
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+            raise BadRequest(f"tools[{i}].function.name is required")
+        out.append({**tool, "type": tool.get("type") or "function"})
     return out
 
 
 def generate_to_openai(body: dict) -> dict:
-    """An Ollama /api/generate body as an OpenAI chat completion request (always streamed upstream)."""
-    prompt = body.get("prompt") or ""
-    if not isinstance(prompt, str):
-        raise BadRequest("prompt must be a string")
-    system = body.get("system")
-    if system is not None and not isinstance(system, str):
-        raise BadRequest("system must be a string")
+    """An Ollama /api/generate body as an OpenAI request (always streamed upstream): a chat completion,
+    or with `raw` a text completion of the prompt as it is (`generate_upstream_path` tells which)."""
+    prompt = _string_field(body, "prompt") or ""
+    system = _string_field(body, "system")
+    if _string_field(body, "suffix"):
+        # Ollama answers the same for a model without the `insert` capability; LM Studio has no
+        # fill-in-the-middle API, so /api/show never announces it.
+        raise BadRequest("suffix: this model does not support insert (fill-in-the-middle)")
+    if body.get("raw") is not None and not isinstance(body["raw"], bool):
+        raise BadRequest("raw must be true or false")
     out = _common(body)
+    if body.get("raw"):
+        if body.get("images"):
+            raise BadRequest("images cannot be sent with raw: LM Studio completes raw prompts as text only")
+        out["prompt"] = prompt
+        return out
     messages = [{"role": "system", "content": system}] if system else []
     messages.append({"role": "user", "content": _content(prompt, body.get("images"), "request")})
     out["messages"] = messages
     return out
+
+
+def generate_upstream_path(built: dict) -> str:
+    """Where a translated /api/generate body goes: raw prompts to the text completions endpoint."""
+    return "/v1/completions" if "prompt" in built else "/v1/chat/completions"
+
+
+def _string_field(body: dict, name: str) -> str | None:
+    value = body.get(name)
+    if value is not None and not isinstance(value, str):
+        raise BadRequest(f"{name} must be a string")
+    return value

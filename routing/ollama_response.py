@@ -15,6 +15,16 @@ from .exchange import Timing
 _DONE_REASONS = {"stop": "stop", "length": "length", "tool_calls": "stop", "function_call": "stop"}
 
 
+def lifecycle_answer(model: str, kind: str, reason: str) -> dict:
+    """Ollama's answer to an empty chat/generate request: `done_reason` "load" or "unload"."""
+    answer = {"model": model, "created_at": now_iso()}
+    if kind == "chat":
+        answer["message"] = {"role": "assistant", "content": ""}
+    else:
+        answer["response"] = ""
+    return {**answer, "done": True, "done_reason": reason}
+
+
 def now_iso() -> str:
     """Ollama's `created_at`: RFC 3339 in UTC."""
     return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
@@ -83,9 +93,10 @@ class Answer:
 class OllamaTranslator:
     """Turns OpenAI chat chunks into Ollama `/api/chat` (kind="chat") or `/api/generate` chunks."""
 
-    def __init__(self, model: str, kind: str = "chat"):
+    def __init__(self, model: str, kind: str = "chat", thinking: bool = True):
         self.model = model
         self.kind = kind
+        self.thinking = thinking  # False (the client sent `think: false`): reasoning is not passed on
         self.answer = Answer()
         self._calls_sent = False
 
@@ -107,7 +118,11 @@ class OllamaTranslator:
         self.answer.add_usage(event.get("usage"))
         out = []
         for choice in event.get("choices") or ():
-            text, thought = self.answer.add_delta(choice.get("delta") or choice.get("message") or {})
+            # chat chunks carry a delta, whole answers a message, text completions (raw) `text`
+            delta = choice.get("delta") or choice.get("message") or {"content": choice.get("text")}
+            if not self.thinking:
+                delta = {k: v for k, v in delta.items() if k not in ("reasoning", "reasoning_content")}
+            text, thought = self.answer.add_delta(delta)
             if text or thought:
                 out.append(self._chunk(text, thought))
             if choice.get("finish_reason"):

@@ -18,7 +18,11 @@ def check_chat(body: dict) -> dict:
     for i, msg in enumerate(messages):
         if not isinstance(msg, dict) or not isinstance(msg.get("role"), str):
             raise BadRequest(f"messages[{i}].role is required")
-    return _with_usage(body)
+    out = _with_usage(body)
+    if out.get("max_completion_tokens") is not None and out.get("max_tokens") is None:
+        # OpenAI's newer name; LM Studio documents only max_tokens
+        out["max_tokens"] = out["max_completion_tokens"]
+    return out
 
 
 def check_completion(body: dict) -> dict:
@@ -29,6 +33,8 @@ def check_completion(body: dict) -> dict:
 
 
 def _with_usage(body: dict) -> dict:
+    if body.get("stream_options") is not None and not isinstance(body["stream_options"], dict):
+        raise BadRequest("stream_options must be an object")
     if body.get("stream"):
         options = dict(body.get("stream_options") or {})
         options["include_usage"] = True

@@ -52,16 +52,17 @@ def apply_system(messages: list[dict], alias: Alias) -> list[dict]:
 
 
 def apply_route(body: dict, route: Route, defaults: Defaults, client_ttl: int | None = None,
-                ttl_sent: bool = False) -> dict:
+                ttl_sent: bool = False, sampling: bool = True) -> dict:
     """`body` (OpenAI shape) aimed at `route`: model id, overrides, system prompt and TTL.
 
     TTL precedence: the client's own (`client_ttl`, when `ttl_sent`), else the alias's, else the
-    defaults', else none (LM Studio's default).
+    defaults', else none (LM Studio's default). `sampling=False` (embeddings) applies only the model
+    and the TTL: an alias's temperature and options mean nothing there.
     """
     out = dict(body)
     out["model"] = route.model
     alias = route.alias
-    if alias is not None:
+    if alias is not None and sampling:
         out.update(options_to_params(alias.options))
         if alias.temperature is not None:
             out["temperature"] = alias.temperature

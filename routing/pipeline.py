@@ -13,12 +13,13 @@ import orjson
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
-from .errors import BadRequest, ModelNotFound, PayloadTooLarge, ProxyError, UpstreamError, error_body
+from . import lifecycle
 from .catalog import get_catalog
-from .exchange import DISCONNECTED, Exchange
+from .errors import BadRequest, ModelNotFound, PayloadTooLarge, ProxyError, UpstreamError, error_body
+from .exchange import DISCONNECTED, Exchange, Timing
 from .observers import exchange_finished
-from .ollama_request import keep_alive_ttl, require_model
-from .ollama_response import OllamaTranslator
+from .ollama_request import keep_alive_ttl, lifecycle_action, require_model
+from .ollama_response import OllamaTranslator, lifecycle_answer
 from .openai_side import OpenAIPassthrough, client_ttl
 from .overrides import apply_route
 from .registry import get_registry
@@ -31,13 +32,20 @@ from .upstream import get_upstream
 class Endpoint:
     path: str                            # the client-facing path, for the log
     dialect: Dialect
-    upstream_path: str
+    upstream_path: str | Callable[[dict], str]  # or a function of the built body
     build: Callable[[dict], dict]        # client body -> OpenAI-shaped body (route not applied yet)
-    kind: str = "chat"                   # what an Ollama translator produces: "chat" | "generate"
+    kind: str = "chat"                   # "chat" | "generate" (what an Ollama translator produces) | "embed"
+    # For endpoints answered in one JSON object, never streamed (embeddings):
+    # (LM Studio's answer, client body, client's model name, timing) -> the client's answer.
+    answer: Callable[[dict, dict, str, Timing], dict] | None = None
 
     @property
     def api(self) -> str:
         return self.dialect.name
+
+    def target(self, built: dict) -> str:
+        """The LM Studio path for a built request body."""
+        return self.upstream_path(built) if callable(self.upstream_path) else self.upstream_path
 
 
 def json_response(body, status: int = 200, request_id: str = "") -> HttpResponse:
@@ -114,21 +122,41 @@ async def _proxy(request: HttpRequest, endpoint: Endpoint, exchange: Exchange) -
     exchange.requested_model, exchange.upstream_model = requested, route.model
     exchange.alias = route.alias.name if route.alias else ""
 
-    stream = body.get("stream", endpoint.api == "ollama")
+    stream = body.get("stream", endpoint.api == "ollama") and endpoint.answer is None
     if not isinstance(stream, bool):
         raise BadRequest("stream must be true or false")
     ttl_sent, ttl = keep_alive_ttl(body) if endpoint.api == "ollama" else client_ttl(body)
-    upstream_body = apply_route(endpoint.build(body), route, table.defaults, ttl, ttl_sent)
+    action = lifecycle_action(endpoint.kind, body) if endpoint.api == "ollama" else None
+    if action:
+        return await _lifecycle(action, route, requested, endpoint, exchange,
+                                (ttl_sent, ttl, table.defaults))
+    upstream_body = apply_route(endpoint.build(body), route, table.defaults, ttl, ttl_sent,
+                                sampling=endpoint.kind != "embed")
     exchange.stream, exchange.ttl = stream, upstream_body.get("ttl")
     exchange.upstream_body = upstream_body
+    if endpoint.answer is not None:
+        return await _one_answer(endpoint, body, upstream_body, requested, exchange)
+    return await _generation(endpoint, body, upstream_body, requested, stream, exchange)
 
+
+async def _one_answer(endpoint: Endpoint, body: dict, upstream_body: dict, requested: str,
+                      exchange: Exchange) -> HttpResponse:
+    """An endpoint answered with one JSON object (embeddings): LM Studio's answer, translated."""
+    answer = await get_upstream().json("POST", endpoint.target(upstream_body), upstream_body, model=requested)
+    exchange.timing.stop()
+    exchange.prompt_tokens = (answer.get("usage") or {}).get("prompt_tokens")
+    return json_response(endpoint.answer(answer, body, requested, exchange.timing), request_id=exchange.id)
+
+
+async def _generation(endpoint: Endpoint, body: dict, upstream_body: dict, requested: str, stream: bool,
+                      exchange: Exchange) -> HttpResponse:
+    """A chat or completion: LM Studio's stream relayed as it comes, or assembled into one answer."""
     if endpoint.api == "ollama":
-        translator = OllamaTranslator(requested, endpoint.kind)
+        translator = OllamaTranslator(requested, endpoint.kind, thinking=body.get("think") is not False)
     else:
         translator = OpenAIPassthrough(requested, bool((body.get("stream_options") or {}).get("include_usage")))
-
     upstream = get_upstream()
-    response = await upstream.open("POST", endpoint.upstream_path, upstream_body, model=requested)
+    response = await upstream.open("POST", endpoint.target(upstream_body), upstream_body, model=requested)
     events = upstream.events(response)
     if not stream:
         return await _whole(events, translator, endpoint, exchange)
@@ -145,6 +173,29 @@ async def _proxy(request: HttpRequest, endpoint: Endpoint, exchange: Exchange) -
     streaming["X-Request-Id"] = exchange.id
     streaming["Cache-Control"] = "no-cache"
     return streaming
+
+
+async def _lifecycle(action: str, route, requested: str, endpoint: Endpoint, exchange: Exchange,
+                     ttls: tuple) -> HttpResponse:
+    """Ollama's empty chat/generate: load the model (with the TTL a request would give it) or unload it.
+
+    Ollama answers these with one JSON object, streamed or not.
+    """
+    if route.alias is None and await get_catalog().get(route.model) is None:
+        raise ModelNotFound(requested)  # a pass-through name LM Studio does not have
+    if action == "unload":
+        exchange.response_text = f"unloaded: {', '.join(await lifecycle.unload(route.model)) or 'nothing'}"
+    else:
+        ttl_sent, ttl, defaults = ttls
+        embedding = await lifecycle.is_embedding_model(route.model)
+        path, body = lifecycle.load_request(route.model, embedding)
+        # the alias's model and TTL; its options (num_predict...) must not lengthen the minimal request
+        body = apply_route(body, route, defaults, ttl, ttl_sent, sampling=False)
+        exchange.upstream_body, exchange.ttl = body, body.get("ttl")
+        loaded = await lifecycle.load(path, body, requested)
+        exchange.response_text = "loaded" if loaded else "already loaded"
+    exchange.timing.stop()
+    return json_response(lifecycle_answer(requested, endpoint.kind, action), request_id=exchange.id)
 
 
 async def _whole(events, translator, endpoint: Endpoint, exchange: Exchange) -> HttpResponse:

@@ -10,8 +10,8 @@ from typing import AsyncIterator
 import httpx
 import orjson
 
-from .errors import ModelNotFound, ModelNotLoaded, ProxyError, UpstreamError, UpstreamTimeout, \
-    UpstreamUnavailable
+from .errors import EndpointMissing, ModelNotFound, ModelNotLoaded, ProxyError, UpstreamError, \
+    UpstreamTimeout, UpstreamUnavailable
 
 
 class Upstream:
@@ -148,14 +148,14 @@ def check_response(response: httpx.Response, model: str = ""):
     message = error_message(body) if has_error else f"HTTP {response.status_code}"
     code = body["error"].get("code") if has_error and isinstance(body["error"], dict) else None
     lowered = message.lower()
-    if code == "model_not_found" or (response.status_code == 404 and "model" in lowered):
+    if code == "model_not_found" or (response.status_code == 404 and model and "model" in lowered):
         raise ModelNotFound(model or "?")
     if "not loaded" in lowered or "jit" in lowered:
         raise ModelNotLoaded(f"model '{model}' is not loaded in LM Studio and it will not load it on "
                              f"demand: run `lms load {model}` or enable Just-In-Time loading in "
                              f"LM Studio's server settings ({message})")
-    if "unexpected endpoint" in lowered:
-        raise UpstreamError(f"this LM Studio does not serve {response.request.url.path}: {message}")
+    if "unexpected endpoint" in lowered or (response.status_code == 404 and not model):
+        raise EndpointMissing(f"this LM Studio does not serve {response.request.url.path}: {message}")
     status = response.status_code if response.status_code >= 400 else 502
     raise UpstreamError(f"LM Studio: {message}", status=status)
 

@@ -1,25 +1,36 @@
-"""Thin async views: each names its dialect and endpoint; `routing.pipeline` does the work."""
+"""Thin async views: each names its dialect and endpoint; `routing.pipeline` does the work. Model
+listing views describe the route table and LM Studio's models (`routing.model_info`); the model
+management endpoints this proxy cannot serve answer with a clear error."""
 from __future__ import annotations
 
 import functools
+from datetime import datetime, timezone
+from typing import Mapping
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from . import model_info, ollama_request, openai_side
+from . import embeddings, model_info, ollama_request, openai_side
 from .catalog import get_catalog
-from .errors import ModelNotFound, ProxyError, error_body
-from .pipeline import Endpoint, json_response, parse_body, proxy
+from .errors import ModelNotFound, NotSupported, ProxyError, error_body
+from .pipeline import Endpoint, json_response, parse_body, proxy, resolve_route
 from .registry import get_registry
 from .relay import OLLAMA, OPENAI
+from .routes import Route
 
 CHAT = Endpoint("/api/chat", OLLAMA, "/v1/chat/completions", ollama_request.chat_to_openai, "chat")
-GENERATE = Endpoint("/api/generate", OLLAMA, "/v1/chat/completions", ollama_request.generate_to_openai,
-                    "generate")
+GENERATE = Endpoint("/api/generate", OLLAMA, ollama_request.generate_upstream_path,
+                    ollama_request.generate_to_openai, "generate")
+EMBED = Endpoint("/api/embed", OLLAMA, "/v1/embeddings", embeddings.embed_request, "embed",
+                 embeddings.embed_answer)
+EMBEDDINGS = Endpoint("/api/embeddings", OLLAMA, "/v1/embeddings", embeddings.legacy_embeddings_request,
+                      "embed", embeddings.legacy_embeddings_answer)
 V1_CHAT = Endpoint("/v1/chat/completions", OPENAI, "/v1/chat/completions", openai_side.check_chat)
 V1_COMPLETIONS = Endpoint("/v1/completions", OPENAI, "/v1/completions", openai_side.check_completion)
+V1_EMBEDDINGS = Endpoint("/v1/embeddings", OPENAI, "/v1/embeddings", embeddings.openai_embeddings_request,
+                         "embed", embeddings.openai_embeddings_answer)
 
 
 def api_view(methods: list[str], dialect: str = "ollama"):
@@ -51,8 +62,11 @@ def proxy_view(endpoint: Endpoint):
 
 chat = proxy_view(CHAT)
 generate = proxy_view(GENERATE)
+embed = proxy_view(EMBED)
+legacy_embeddings = proxy_view(EMBEDDINGS)
 v1_chat = proxy_view(V1_CHAT)
 v1_completions = proxy_view(V1_COMPLETIONS)
+v1_embeddings = proxy_view(V1_EMBEDDINGS)
 
 
 @api_view(["GET", "HEAD"])
@@ -74,14 +88,8 @@ async def tags(request: HttpRequest):
 
 @api_view(["POST"])
 async def show(request: HttpRequest):
-    body = parse_body(request)
-    requested = ollama_request.require_model(body)
-    route = get_registry().table().resolve(requested)
-    if route is None:
-        raise ModelNotFound(requested)
-    lm = await get_catalog().get(route.model)
-    if lm is None and route.alias is None:
-        raise ModelNotFound(requested)  # a pass-through name LM Studio does not have
+    requested = ollama_request.require_model(parse_body(request))
+    route, lm = await known_model(requested)
     return json_response(model_info.show(requested, route.model, route.alias, lm))
 
 
@@ -91,9 +99,65 @@ async def v1_models(request: HttpRequest):
     return json_response(model_info.openai_models(table, await _lm_models_or_empty()))
 
 
-async def _lm_models_or_empty():
+async def _lm_models_or_empty() -> Mapping[str, dict]:
     """LM Studio's models, or none when it is unreachable: the aliases are still worth listing."""
     try:
         return await get_catalog().models()
     except ProxyError:
         return {}
+
+
+async def known_model(requested: str) -> tuple[Route, dict | None]:
+    """The route for a model name and LM Studio's description of its model; ModelNotFound for a
+    name that is neither an alias nor (when names pass through) a model LM Studio has."""
+    route = await resolve_route(get_registry().table(), requested)
+    lm = await get_catalog().get(route.model)
+    if lm is None and route.alias is None:
+        raise ModelNotFound(requested)
+    return route, lm
+
+
+@api_view(["GET", "HEAD"])
+async def ps(request: HttpRequest):
+    table = get_registry().table()
+    lm_models = await _lm_models_or_empty()
+    return json_response(model_info.running(table, lm_models, datetime.now(timezone.utc)))
+
+
+@api_view(["GET"], "openai")
+async def v1_model(request: HttpRequest, model_id: str):
+    await known_model(model_id)
+    return json_response(model_info.openai_model(model_id))
+
+
+@api_view(["POST"])
+async def pull(request: HttpRequest):
+    """A model that is already served needs no pull (the answer is true); anything else cannot be
+    downloaded through this proxy."""
+    requested = ollama_request.require_model(parse_body(request))
+    try:
+        await known_model(requested)
+    except ModelNotFound:
+        raise NotSupported(f"cannot pull '{requested}': this proxy serves LM Studio's models and cannot "
+                           f"download any; download it in LM Studio (or `lms get`) and add an alias "
+                           f"in routes.yaml") from None
+    return json_response({"status": "success"})
+
+
+@api_view(["POST"])
+async def push(request: HttpRequest):
+    raise NotSupported("pushing models is not supported: this proxy serves LM Studio's models and has "
+                       "no registry to push to")
+
+
+@api_view(["POST"])
+async def create(request: HttpRequest):
+    raise NotSupported("creating models is not supported: LM Studio cannot build models from a "
+                       "Modelfile; add an alias (model, system prompt, options) in routes.yaml instead")
+
+
+@api_view(["HEAD", "POST"])
+async def blob(request: HttpRequest, digest: str):
+    if request.method == "HEAD":
+        return HttpResponse(status=404)  # true: this proxy holds no blobs
+    raise NotSupported("uploading blobs is not supported: this proxy cannot create models")

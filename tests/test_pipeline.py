@@ -23,6 +23,7 @@ def delta(content=None, finish=None, **extra):
     return {"choices": [{"index": 0, "delta": d, "finish_reason": finish}]}
 
 
+MSGS = [{"role": "user", "content": "x"}]
 USAGE = {"choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 2, "total_tokens": 9}}
 
 
@@ -62,7 +63,7 @@ async def test_ollama_chat_is_translated_overridden_and_recorded(upstream_mock, 
 async def test_upstream_404_is_an_ollama_model_not_found(upstream_mock, routes_file, finished):
     upstream_mock.post("/v1/chat/completions").mock(return_value=httpx.Response(
         404, json={"error": {"message": "no", "code": "model_not_found"}}))
-    r = await AsyncClient().post("/api/chat", {"model": "ghost", "messages": []},
+    r = await AsyncClient().post("/api/chat", {"model": "ghost", "messages": MSGS},
                                  content_type="application/json")
     assert (r.status_code, orjson.loads(r.content)) == (404, {"error": "model 'ghost' not found"})
     assert finished[0].status == 404
@@ -81,9 +82,9 @@ async def test_openai_side_gets_openai_errors(upstream_mock, routes_file):
 async def test_lmstudio_200_unexpected_endpoint_is_an_error(upstream_mock, routes_file):
     upstream_mock.post("/v1/chat/completions").mock(return_value=httpx.Response(
         200, json={"error": "Unexpected endpoint or method. (POST /v1/chat/completions)"}))
-    r = await AsyncClient().post("/api/chat", {"model": "coder", "messages": []},
+    r = await AsyncClient().post("/api/chat", {"model": "coder", "messages": MSGS},
                                  content_type="application/json")
-    assert r.status_code == 502 and "Unexpected endpoint" in orjson.loads(r.content)["error"]
+    assert r.status_code == 501 and "Unexpected endpoint" in orjson.loads(r.content)["error"]
 
 
 async def test_unreachable_upstream_is_a_502(upstream_mock, routes_file):
@@ -95,7 +96,7 @@ async def test_unreachable_upstream_is_a_502(upstream_mock, routes_file):
 
 async def test_slow_upstream_is_a_504(upstream_mock, routes_file):
     upstream_mock.post("/v1/chat/completions").mock(side_effect=httpx.ReadTimeout("slow"))
-    r = await AsyncClient().post("/api/chat", {"model": "coder", "messages": []},
+    r = await AsyncClient().post("/api/chat", {"model": "coder", "messages": MSGS},
                                  content_type="application/json")
     assert r.status_code == 504
 
@@ -103,7 +104,7 @@ async def test_slow_upstream_is_a_504(upstream_mock, routes_file):
 async def test_a_stream_without_done_ends_with_an_error_line(upstream_mock, routes_file, finished):
     upstream_mock.post("/v1/chat/completions").mock(
         return_value=stream_reply(delta("Hi", role="assistant"), done=False))
-    r = await AsyncClient().post("/api/chat", {"model": "coder", "messages": []},
+    r = await AsyncClient().post("/api/chat", {"model": "coder", "messages": MSGS},
                                  content_type="application/json")
     lines = [orjson.loads(x) async for x in _lines(r)]
     assert lines[0]["message"]["content"] == "Hi"
@@ -140,7 +141,7 @@ async def test_a_client_that_goes_away_is_recorded_as_disconnected(upstream_mock
 
     upstream_mock.post("/v1/chat/completions").mock(return_value=httpx.Response(
         200, content=slow_tokens(), headers={"content-type": "text/event-stream"}))
-    r = await AsyncClient().post("/api/chat", {"model": "coder", "messages": []},
+    r = await AsyncClient().post("/api/chat", {"model": "coder", "messages": MSGS},
                                  content_type="application/json")
     received = []
 
