@@ -92,7 +92,7 @@ async def _proxy(request: HttpRequest, endpoint: Endpoint, exchange: Exchange) -
     body = parse_body(request)
     exchange.request_body = body
     requested = require_model(body)
-    table = get_registry().table()
+    table = await get_registry().table()
     route = table.resolve(requested)
     if route is None:
         raise ModelNotFound(requested)

@@ -12,7 +12,7 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
-from .durations import parse_duration, ttl_seconds
+from .durations import format_duration, parse_duration, ttl_seconds
 
 SYSTEM_MODES = ("prepend", "replace", "default")
 
@@ -31,8 +31,10 @@ _TOP_KEYS = {"defaults", "aliases"}
 class RouteTableError(ValueError):
     """A route table that cannot be used; `str()` is one line: `file:line: what is wrong`."""
 
-    def __init__(self, message: str, source: str = "routes.yaml", line: int | None = None):
-        self.message, self.source, self.line = message, source, line
+    def __init__(self, message: str, source: str = "routes.yaml", line: int | None = None,
+                 key: str | None = None):
+        # `key` names the alias field at fault, so a form can put the message beside that field.
+        self.message, self.source, self.line, self.key = message, source, line, key
         where = f"{source}:{line}" if line else source
         super().__init__(f"{where}: {message}")
 
@@ -202,7 +204,8 @@ class _Validator:
         try:
             return ttl_seconds(parse_duration(data["ttl"]))
         except ValueError as exc:
-            self.fail(f"{what}: bad 'ttl': {exc}", data.key_lines["ttl"])
+            raise RouteTableError(f"{what}: bad 'ttl': {exc}", self.source, data.key_lines["ttl"],
+                                  "ttl") from None
 
     def alias(self, name: str, spec, line: int) -> Alias:
         what = f"alias '{name}'"
@@ -226,7 +229,7 @@ def alias_fields(data: Mapping, source: str, lines: Mapping[str, int], what: str
     """
 
     def fail(message: str, key: str):
-        raise RouteTableError(f"{what}: {message}", source, lines.get(key))
+        raise RouteTableError(f"{what}: {message}", source, lines.get(key), key)
 
     temperature = data.get("temperature")
     if temperature is not None:
@@ -250,3 +253,33 @@ def alias_fields(data: Mapping, source: str, lines: Mapping[str, int], what: str
         fail(f"unknown option(s) {', '.join(map(str, unknown))} in 'options'", "options")
     return {"temperature": temperature, "system": system, "system_mode": system_mode,
             "options": MappingProxyType(dict(options))}
+
+
+# --- Writing -----------------------------------------------------------------------------------
+
+
+def alias_to_yaml(alias: Alias) -> dict | str:
+    """An alias as `load_routes` reads it: the short form when it is only a model id."""
+    spec: dict[str, Any] = {"model": alias.model}
+    if alias.ttl is not None:
+        spec["ttl"] = format_duration(alias.ttl)
+    if alias.temperature is not None:
+        spec["temperature"] = alias.temperature
+    if alias.system is not None:
+        spec["system"] = alias.system
+    if alias.system_mode != "prepend":
+        spec["system_mode"] = alias.system_mode
+    if alias.options:
+        spec["options"] = dict(alias.options)
+    return alias.model if list(spec) == ["model"] else spec
+
+
+def dump_routes(table: RouteTable, header: str = "") -> str:
+    """The table as routes.yaml text that `load_routes` reads back into an equal table."""
+    defaults: dict[str, Any] = {"passthrough": table.defaults.passthrough}
+    if table.defaults.ttl is not None:
+        defaults["ttl"] = format_duration(table.defaults.ttl)
+    document = {"defaults": defaults,
+                "aliases": {name: alias_to_yaml(a) for name, a in table.aliases.items()}}
+    text = yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=100)
+    return "".join(f"# {line}\n" for line in header.splitlines()) + text

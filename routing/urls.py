@@ -8,6 +8,8 @@ urlpatterns = [
     path("api/tags", views.tags),
     path("api/show", views.show),
     path("api/chat", views.chat),
+    path("api/copy", views.copy),
+    path("api/delete", views.delete),
     path("api/generate", views.generate),
     path("v1/models", views.v1_models),
     path("v1/chat/completions", views.v1_chat),

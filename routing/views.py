@@ -8,7 +8,7 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from . import model_info, ollama_request, openai_side
+from . import alias_api, model_info, ollama_request, openai_side
 from .catalog import get_catalog
 from .errors import ModelNotFound, ProxyError, error_body
 from .pipeline import Endpoint, json_response, parse_body, proxy
@@ -67,7 +67,7 @@ async def version(request: HttpRequest):
 
 @api_view(["GET", "HEAD"])
 async def tags(request: HttpRequest):
-    table = get_registry().table()
+    table = await get_registry().table()
     lm_models = await _lm_models_or_empty()
     return json_response(model_info.tags(table, lm_models))
 
@@ -76,7 +76,7 @@ async def tags(request: HttpRequest):
 async def show(request: HttpRequest):
     body = parse_body(request)
     requested = ollama_request.require_model(body)
-    route = get_registry().table().resolve(requested)
+    route = (await get_registry().table()).resolve(requested)
     if route is None:
         raise ModelNotFound(requested)
     lm = await get_catalog().get(route.model)
@@ -85,9 +85,21 @@ async def show(request: HttpRequest):
     return json_response(model_info.show(requested, route.model, route.alias, lm))
 
 
+@api_view(["POST"])
+async def copy(request: HttpRequest):
+    await alias_api.copy_alias(parse_body(request))
+    return HttpResponse(status=200)
+
+
+@api_view(["DELETE"])
+async def delete(request: HttpRequest):
+    await alias_api.delete_alias(parse_body(request))
+    return HttpResponse(status=200)
+
+
 @api_view(["GET"], "openai")
 async def v1_models(request: HttpRequest):
-    table = get_registry().table()
+    table = await get_registry().table()
     return json_response(model_info.openai_models(table, await _lm_models_or_empty()))
 
 
