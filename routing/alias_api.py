@@ -42,12 +42,12 @@ def _store_copy(template: routes.Alias, destination: str) -> routes.Alias:
     from .models import Alias
 
     name = routes.normalize_name(destination)
-    copied = Alias.from_route_alias(template, description=f"copied from {template.name}")
-    copied.name = name
     with transaction.atomic():
-        copied.pk = Alias.objects.filter(name=name).values_list("pk", flat=True).first()
+        copied = Alias.objects.filter(name=name).first() or Alias(name=name)
+        copied.copy_settings(template)
+        copied.description = f"copied from {template.name}"
         try:
-            copied.full_clean(validate_unique=copied.pk is None)
+            copied.full_clean()
         except ValidationError as exc:
             raise BadRequest("; ".join(f"{field}: {' '.join(msgs)}" for field, msgs
                                        in exc.message_dict.items())) from None

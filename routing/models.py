@@ -89,9 +89,8 @@ class Alias(models.Model):
         return routes.Alias(name=routes.normalize_name(self.name), model=self.model, ttl=self.ttl,
                             source="admin", **fields)
 
-    @classmethod
-    def from_route_alias(cls, alias: routes.Alias, **extra) -> "Alias":
-        """An unsaved admin alias with the settings of a table alias (an override, an import, a copy)."""
-        return cls(name=alias.name, model=alias.model, ttl=alias.ttl, temperature=alias.temperature,
-                   system=alias.system or "", system_mode=alias.system_mode,
-                   options=dict(alias.options), **extra)
+    def copy_settings(self, alias: routes.Alias):
+        """Take a table alias's routing settings (an override, an import, a copy); name and notes stay."""
+        self.model, self.ttl, self.temperature = alias.model, alias.ttl, alias.temperature
+        self.system, self.system_mode = alias.system or "", alias.system_mode
+        self.options = dict(alias.options)

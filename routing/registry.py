@@ -21,12 +21,14 @@ import os
 import time
 from pathlib import Path
 
-from .routes import Alias, RouteTable, RouteTableError, load_routes
+from .routes import Alias, RouteTable, RouteTableError, dump_routes, load_routes
 
 log = logging.getLogger(__name__)
 
 # How often, at most, the file's modification time is looked at (seconds).
 STAT_INTERVAL = 0.5
+EXPORT_HEADER = ("Effective route table: routes.yaml merged with the aliases stored in the admin.\n"
+                 "Exported by the proxy; valid as a routes.yaml (`manage.py routes import` reads it too).")
 # How often, at most, the database is asked whether the admin aliases changed (seconds).
 DB_CHECK_INTERVAL = 1.0
 
@@ -104,6 +106,10 @@ class RouteRegistry:
         self._admin = _read_admin_state()
         self._admin_checked = time.monotonic()
         return self._merge(self.file_table(), self._admin[1])
+
+    def export_yaml(self) -> str:
+        """The effective table as routes.yaml text (sync: reads the database)."""
+        return dump_routes(self.current_table(), EXPORT_HEADER)
 
     def invalidate_admin_aliases(self):
         """Make the next request reload the admin aliases (called when one is saved or deleted)."""
@@ -190,3 +196,10 @@ def admin_alias_changed(sender, **kwargs):
     from django.db import transaction
 
     transaction.on_commit(lambda: _registry and _registry.invalidate_admin_aliases())
+
+
+def source_of(alias: Alias, file_table: RouteTable) -> str:
+    """Where an effective alias comes from: `file`, `admin`, or `admin override` (of a file alias)."""
+    if alias.source != "admin":
+        return "file"
+    return "admin override" if alias.name in file_table.aliases else "admin"
