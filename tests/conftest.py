@@ -64,8 +64,9 @@ def upstream_mock(settings):
 
 
 @pytest.fixture
-def routes_file(tmp_path, settings):
-    """Point the proxy at a temporary routes.yaml; returns a function that writes it."""
+def routes_file(tmp_path, settings, db):
+    """Point the proxy at a temporary routes.yaml (and allow the database: the effective table merges
+    the admin's aliases over the file)."""
     from routing.registry import reset_registry
 
     path = tmp_path / "routes.yaml"
