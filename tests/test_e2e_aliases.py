@@ -142,3 +142,17 @@ def test_a_file_alias_is_overridden_in_the_admin_then_tested_and_exported(server
     page.goto(f"{server.url}/admin/routing/alias/export/")
     assert "tiny:\n    model: llama-3.2-1b-instruct\n    temperature: 1.5" in \
         page.locator("#routes-yaml").inner_text()
+
+
+def test_the_ollama_client_copies_and_deletes_aliases(server, client, fake):
+    import ollama
+
+    assert client.copy("coder", "coder-copy:latest").status == "success"
+    sent = chat(client, "coder-copy", fake)
+    assert (sent["model"], sent["temperature"], sent["ttl"]) == ("qwen2.5-7b-instruct", 0.2, 1800)
+    assert "coder-copy:latest" in [m.model for m in client.list().models]
+    assert client.delete("coder-copy").status == "success"
+    assert "coder-copy:latest" not in [m.model for m in client.list().models]
+    with pytest.raises(ollama.ResponseError) as info:
+        client.delete("coder")
+    assert info.value.status_code == 409 and "routes.yaml" in info.value.error
