@@ -55,10 +55,19 @@ def admin_aliases_signature():
 
 
 def read_admin_aliases() -> tuple[Alias, ...]:
-    """The enabled admin aliases as route-table aliases (sync ORM: not for the event loop)."""
+    """The enabled admin aliases as route-table aliases (sync ORM: not for the event loop).
+
+    A row that fails validation (written around the admin, or valid under older rules) is skipped and
+    logged rather than taking every request down with it."""
     from .models import Alias as StoredAlias
 
-    return tuple(a.to_route_alias() for a in StoredAlias.objects.filter(enabled=True))
+    aliases = []
+    for stored in StoredAlias.objects.filter(enabled=True):
+        try:
+            aliases.append(stored.to_route_alias())
+        except RouteTableError as exc:
+            log.error("admin alias '%s' skipped: %s", stored.name, exc.message)
+    return tuple(aliases)
 
 
 def _read_admin_state():
@@ -125,7 +134,8 @@ class RouteRegistry:
         from asgiref.sync import sync_to_async
 
         # Not thread-sensitive: a slow admin view in Django's one sync thread must not hold up requests.
-        self._admin_refresh = asyncio.ensure_future(sync_to_async(self._check_admin, thread_sensitive=False)())
+        check = sync_to_async(self._check_admin, thread_sensitive=False)
+        self._admin_refresh = asyncio.ensure_future(check())
         try:
             await asyncio.shield(self._admin_refresh)
         finally:
@@ -133,16 +143,18 @@ class RouteRegistry:
 
     def _check_admin(self):
         """Runs in a worker thread: reload the admin aliases only when the signature moved."""
-        from django.db import DatabaseError
+        from django.db import DatabaseError, close_old_connections
 
         try:
             signature = admin_aliases_signature()
             if self._admin is None or signature != self._admin[0]:
                 self._admin = (signature, read_admin_aliases())
         except DatabaseError as exc:
-            if self._admin is None:
-                log.warning("admin aliases unavailable, serving routes.yaml alone: %s", exc)
-                self._admin = (None, ())
+            log.warning("admin aliases not refreshed (%s); %s", exc, "serving routes.yaml alone"
+                        if self._admin is None else "keeping the last ones")
+            self._admin = self._admin or (None, ())
+        finally:
+            close_old_connections()  # this pool thread serves no request that would do it (CONN_MAX_AGE)
         self._admin_checked = time.monotonic()
 
     def _merge(self, file_table: RouteTable, admin: tuple[Alias, ...]) -> RouteTable:

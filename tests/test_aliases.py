@@ -204,3 +204,11 @@ def test_import_replace_deletes_aliases_the_file_does_not_name(tmp_path, routes_
     path.write_text("aliases: {kept: m}\n")
     call_command("routes", "import", str(path), "--replace")
     assert list(Alias.objects.values_list("name", flat=True)) == ["kept"]
+
+
+def test_a_stored_row_that_fails_validation_is_skipped_not_fatal(routes_file, caplog):
+    Alias.objects.bulk_create([Alias(name="odd", model="m", options={"num_gpus": 1}),
+                               Alias(name="fine", model="m")])
+    table = get_registry().current_table()
+    assert "fine" in table.aliases and "odd" not in table.aliases
+    assert "admin alias 'odd' skipped" in caplog.text

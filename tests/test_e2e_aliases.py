@@ -51,6 +51,13 @@ def eventually(check, timeout: float = 15.0):
         time.sleep(0.2)
 
 
+def submit_alias_form(page, **fields):
+    """Fill the admin's alias form (`#id_<field>`) and press Save."""
+    for field, value in fields.items():
+        page.fill(f"#id_{field}", value)
+    page.click("input[name=_save]")
+
+
 def admin_session(server) -> httpx.Client:
     user, password = make_superuser(server)
     session = httpx.Client(base_url=server.url, timeout=10)
@@ -96,23 +103,16 @@ def test_an_alias_created_and_edited_in_the_admin_serves_the_next_request(server
     admin_login(page, server, user, password)
     page.goto(f"{server.url}/admin/routing/alias/add/")
     assert page.locator("#model-lmstudio-models option[value='qwen3-4b-thinking']").count() == 1
-    page.fill("#id_name", "browser-made:latest")
-    page.fill("#id_model", "llama-3.2-1b-instruct")
-    page.fill("#id_ttl", "2m")
-    page.fill("#id_temperature", "0.7")
-    page.click("input[name=_save]")
+    submit_alias_form(page, name="browser-made:latest", model="llama-3.2-1b-instruct", ttl="2m",
+                      temperature="0.7")
     page.wait_for_url(f"{server.url}/admin/routing/alias/")
     sent = chat(client, "browser-made", fake)
     assert (sent["model"], sent["temperature"], sent["ttl"]) == ("llama-3.2-1b-instruct", 0.7, 120)
 
     page.click("#result_list a:text-is('browser-made')")
-    page.fill("#id_model", "qwen2.5-7b-instruct")
-    page.fill("#id_temperature", "9")
-    page.click("input[name=_save]")
+    submit_alias_form(page, model="qwen2.5-7b-instruct", temperature="9")
     assert "between 0 and 2" in page.locator(".field-temperature .errorlist").inner_text()
-    page.fill("#id_temperature", "0.1")
-    page.fill("#id_options", '{"top_k": 5}')
-    page.click("input[name=_save]")
+    submit_alias_form(page, temperature="0.1", options='{"top_k": 5}')
     page.wait_for_url(f"{server.url}/admin/routing/alias/")
     sent = chat(client, "browser-made:latest", fake)
     assert (sent["model"], sent["temperature"], sent["top_k"]) == ("qwen2.5-7b-instruct", 0.1, 5)
@@ -127,8 +127,7 @@ def test_a_file_alias_is_overridden_in_the_admin_then_tested_and_exported(server
     assert row.locator(".source").inner_text() == "file"
     row.locator("a.override").click()
     assert page.input_value("#id_model") == "llama-3.2-1b-instruct"  # prefilled from routes.yaml
-    page.fill("#id_temperature", "1.5")
-    page.click("input[name=_save]")
+    submit_alias_form(page, temperature="1.5")
     page.wait_for_url(f"{server.url}/admin/routing/alias/")
     assert page.locator("#effective-aliases tr[data-alias='tiny'] .source").inner_text() == "admin override"
     sent = chat(client, "tiny", fake)
