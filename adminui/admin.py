@@ -43,11 +43,11 @@ class AliasAdmin(admin.ModelAdmin):
     list_display = ("name", "model", "source", "enabled", "temperature", "ttl_display", "updated_at",
                     "test_link")
     list_display_links = ("name",)
-    list_filter = ("enabled", SourceFilter, "system_mode")
+    list_filter = ("enabled", SourceFilter, "hidden", "system_mode")
     search_fields = ("name", "model", "description", "system")
     readonly_fields = ("created_at", "updated_at")
     fieldsets = [
-        (None, {"fields": ["name", "model", "enabled", "description"]}),
+        (None, {"fields": ["name", "model", "enabled", "hidden", "description"]}),
         ("Overrides sent to LM Studio", {"fields": ["ttl", "temperature", "system", "system_mode",
                                                     "options"]}),
         ("History", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),

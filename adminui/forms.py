@@ -37,7 +37,7 @@ class AliasForm(forms.ModelForm):
 
     class Meta:
         model = Alias
-        fields = ["name", "model", "enabled", "description", "ttl", "temperature", "system",
+        fields = ["name", "model", "enabled", "hidden", "description", "ttl", "temperature", "system",
                   "system_mode", "options"]
         widgets = {"model": ModelIdInput(attrs={"size": 60, "autocomplete": "off"}),
                    "system": forms.Textarea(attrs={"rows": 4, "cols": 80}),

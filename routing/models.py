@@ -36,6 +36,9 @@ class Alias(models.Model):
         default=dict, blank=True,
         help_text='Other Ollama options as JSON, e.g. {"top_p": 0.9, "num_predict": 256}; they replace '
                   "the client's values.")
+    hidden = models.BooleanField(
+        default=False, help_text="Served, but left out of the model lists (/api/tags, /v1/models), like "
+                                 "routes.yaml's 'hidden'.")
     enabled = models.BooleanField(default=True, help_text="Disabled aliases are not served; a disabled "
                                   "override lets routes.yaml's alias of the same name serve again.")
     description = models.CharField(max_length=500, blank=True, help_text="A note for people; not sent.")
@@ -81,7 +84,7 @@ class Alias(models.Model):
 
     def _fields_data(self) -> dict:
         return {"temperature": self.temperature, "system": self.system or None,
-                "system_mode": self.system_mode, "options": self.options}
+                "system_mode": self.system_mode, "options": self.options, "hidden": self.hidden}
 
     def to_route_alias(self) -> routes.Alias:
         """The frozen `routing.routes.Alias` the route table uses."""
@@ -94,3 +97,4 @@ class Alias(models.Model):
         self.model, self.ttl, self.temperature = alias.model, alias.ttl, alias.temperature
         self.system, self.system_mode = alias.system or "", alias.system_mode
         self.options = dict(alias.options)
+        self.hidden = getattr(alias, "hidden", False)  # a table alias without `hidden` is listed

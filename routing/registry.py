@@ -21,7 +21,8 @@ import os
 import time
 from pathlib import Path
 
-from .routes import Alias, RouteTable, RouteTableError, dump_routes, load_routes
+from .routes import Alias, RouteTable, RouteTableError, load_routes
+from .routes_dump import dump_routes
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
-from .durations import format_duration, parse_duration, ttl_seconds
+from .durations import parse_duration, ttl_seconds
 
 SYSTEM_MODES = ("prepend", "replace", "default")
 
@@ -204,8 +204,7 @@ class _Validator:
         try:
             return ttl_seconds(parse_duration(data["ttl"]))
         except ValueError as exc:
-            raise RouteTableError(f"{what}: bad 'ttl': {exc}", self.source, data.key_lines["ttl"],
-                                  "ttl") from None
+            self.fail(f"{what}: bad 'ttl': {exc}", data.key_lines["ttl"])
 
     def alias(self, name: str, spec, line: int) -> Alias:
         what = f"alias '{name}'"
@@ -254,32 +253,3 @@ def alias_fields(data: Mapping, source: str, lines: Mapping[str, int], what: str
     return {"temperature": temperature, "system": system, "system_mode": system_mode,
             "options": MappingProxyType(dict(options))}
 
-
-# --- Writing -----------------------------------------------------------------------------------
-
-
-def alias_to_yaml(alias: Alias) -> dict | str:
-    """An alias as `load_routes` reads it: the short form when it is only a model id."""
-    spec: dict[str, Any] = {"model": alias.model}
-    if alias.ttl is not None:
-        spec["ttl"] = format_duration(alias.ttl)
-    if alias.temperature is not None:
-        spec["temperature"] = alias.temperature
-    if alias.system is not None:
-        spec["system"] = alias.system
-    if alias.system_mode != "prepend":
-        spec["system_mode"] = alias.system_mode
-    if alias.options:
-        spec["options"] = dict(alias.options)
-    return alias.model if list(spec) == ["model"] else spec
-
-
-def dump_routes(table: RouteTable, header: str = "") -> str:
-    """The table as routes.yaml text that `load_routes` reads back into an equal table."""
-    defaults: dict[str, Any] = {"passthrough": table.defaults.passthrough}
-    if table.defaults.ttl is not None:
-        defaults["ttl"] = format_duration(table.defaults.ttl)
-    document = {"defaults": defaults,
-                "aliases": {name: alias_to_yaml(a) for name, a in table.aliases.items()}}
-    text = yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=100)
-    return "".join(f"# {line}\n" for line in header.splitlines()) + text
