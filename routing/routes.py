@@ -252,4 +252,3 @@ def alias_fields(data: Mapping, source: str, lines: Mapping[str, int], what: str
         fail(f"unknown option(s) {', '.join(map(str, unknown))} in 'options'", "options")
     return {"temperature": temperature, "system": system, "system_mode": system_mode,
             "options": MappingProxyType(dict(options))}
-
