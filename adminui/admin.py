@@ -1,5 +1,124 @@
-from django.contrib import admin
+"""The admin: aliases (the admin's store merged over routes.yaml) with export and "test this alias"."""
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.http import Http404, HttpResponse
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from routing.durations import format_duration
+from routing.models import Alias
+from routing.registry import get_registry, source_of
+from routing.routes import normalize_name
+
+from . import lmstudio
+from .forms import AliasForm
 
 admin.site.site_header = "LM Studio alias proxy"
 admin.site.site_title = "Alias proxy admin"
 admin.site.index_title = "Aliases and request history"
+
+
+class SourceFilter(admin.SimpleListFilter):
+    title = "source"
+    parameter_name = "source"
+
+    def lookups(self, request, model_admin):
+        return [("admin", "admin only"), ("override", "overrides routes.yaml")]
+
+    def queryset(self, request, queryset):
+        file_names = list(get_registry().file_table().aliases)
+        if self.value() == "admin":
+            return queryset.exclude(name__in=file_names)
+        if self.value() == "override":
+            return queryset.filter(name__in=file_names)
+        return queryset
+
+
+@admin.register(Alias)
+class AliasAdmin(admin.ModelAdmin):
+    form = AliasForm
+    list_display = ("name", "model", "source", "enabled", "temperature", "ttl_display", "updated_at",
+                    "test_link")
+    list_display_links = ("name",)
+    list_filter = ("enabled", SourceFilter, "hidden", "system_mode")
+    search_fields = ("name", "model", "description", "system")
+    readonly_fields = ("created_at", "updated_at")
+    fieldsets = [
+        (None, {"fields": ["name", "model", "enabled", "hidden", "description"]}),
+        ("Overrides sent to LM Studio", {"fields": ["ttl", "temperature", "system", "system_mode",
+                                                    "options"]}),
+        ("History", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
+    ]
+
+    @admin.display(description="source")
+    def source(self, obj: Alias) -> str:
+        overrides = normalize_name(obj.name) in get_registry().file_table().aliases
+        return "admin override of routes.yaml" if overrides else "admin"
+
+    @admin.display(description="TTL", ordering="ttl")
+    def ttl_display(self, obj: Alias) -> str:
+        return format_duration(obj.ttl) if obj.ttl else "—"
+
+    @admin.display(description="test")
+    def test_link(self, obj: Alias) -> str:
+        return format_html('<a href="{}">test</a>', reverse("admin:routing_alias_test", args=[obj.name]))
+
+    def get_urls(self):
+        own = [path("export/", self.admin_site.admin_view(self.export_view), name="routing_alias_export"),
+               path("test/<path:name>/", self.admin_site.admin_view(self.test_view),
+                    name="routing_alias_test")]
+        return own + super().get_urls()
+
+    def changelist_view(self, request, extra_context=None):
+        registry = get_registry()
+        table, file_table = registry.current_table(), registry.file_table()
+        stored = dict(Alias.objects.values_list("name", "pk"))
+        effective = [{"alias": a, "source": source_of(a, file_table), "pk": stored.get(a.name)}
+                     for a in table.aliases.values()]
+        context = {"effective": effective, "passthrough": table.defaults.passthrough,
+                   "routes_path": registry.path, **(extra_context or {})}
+        return super().changelist_view(request, context)
+
+    def get_changeform_initial_data(self, request):
+        """`?override=<name>` prefills the form with routes.yaml's alias of that name."""
+        name = request.GET.get("override")
+        if not name:
+            return super().get_changeform_initial_data(request)
+        alias = get_registry().file_table().aliases.get(normalize_name(name))
+        if alias is None:
+            messages.warning(request, f"routes.yaml has no alias '{name}' to override.")
+            return {"name": name}
+        stored = Alias(name=alias.name, description=f"overrides {get_registry().path.name}")
+        stored.copy_settings(alias)
+        return {field: getattr(stored, field) for field in AliasForm.Meta.fields}
+
+    def add_view(self, request, form_url="", extra_context=None):
+        name = request.GET.get("override")
+        existing = name and Alias.objects.filter(name=normalize_name(name)).first()
+        if existing:  # an override already exists: edit it rather than fail on a duplicate name
+            return redirect("admin:routing_alias_change", existing.pk)
+        return super().add_view(request, form_url, extra_context)
+
+    def export_view(self, request):
+        text = get_registry().export_yaml()
+        if request.GET.get("download"):
+            response = HttpResponse(text, content_type="application/yaml; charset=utf-8")
+            response["Content-Disposition"] = 'attachment; filename="routes.yaml"'
+            return response
+        context = {**self.admin_site.each_context(request), "opts": self.model._meta,
+                   "title": "Export the effective route table", "yaml": text}
+        return TemplateResponse(request, "admin/routing/alias/export.html", context)
+
+    def test_view(self, request, name: str):
+        table = get_registry().current_table()
+        route = table.resolve(name)
+        if route is None or route.alias is None:
+            raise Http404(f"no alias '{name}'")
+        result = lmstudio.try_route(route, table.defaults)
+        context = {**self.admin_site.each_context(request), "opts": self.model._meta,
+                   "title": f"Test alias '{route.alias.name}'", "route": route, "result": result,
+                   "source": source_of(route.alias, get_registry().file_table())}
+        return TemplateResponse(request, "admin/routing/alias/test_alias.html", context)

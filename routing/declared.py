@@ -9,7 +9,7 @@ from .registry import get_registry
 
 @csrf_exempt
 async def declared_endpoint(request: HttpRequest, path: str = "") -> HttpResponse:
-    declared = get_registry().table().endpoint(request.method, "/" + path)
+    declared = (await get_registry().table()).endpoint(request.method, "/" + path)
     if declared is None:
         return json_response({"error": "404 page not found"}, 404)
     if request.method == "HEAD" or declared.body is None:

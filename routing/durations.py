@@ -48,3 +48,11 @@ def ttl_seconds(seconds: float) -> int | None:
     if seconds == FOREVER:
         return None
     return max(1, math.ceil(seconds))
+
+
+def format_duration(seconds: int) -> str:
+    """A whole number of seconds as a Go duration (`5400` -> `"1h30m"`), readable and re-parseable."""
+    hours, rest = divmod(int(seconds), 3600)
+    minutes, secs = divmod(rest, 60)
+    text = (f"{hours}h" if hours else "") + (f"{minutes}m" if minutes else "") + (f"{secs}s" if secs else "")
+    return text or "0s"

@@ -38,6 +38,13 @@ class ModelNotFound(ProxyError):
         self.model = model
 
 
+class Conflict(ProxyError):
+    """The request cannot be done to this thing as it is (e.g. deleting an alias that lives in a file)."""
+
+    status = 409
+    openai_type = "invalid_request_error"
+
+
 class NotSupported(ProxyError):
     """An Ollama feature this proxy cannot provide in front of LM Studio (e.g. pulling models)."""
 

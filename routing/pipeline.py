@@ -117,7 +117,7 @@ async def _proxy(request: HttpRequest, endpoint: Endpoint, exchange: Exchange) -
     body = parse_body(request)
     exchange.request_body = body
     requested = require_model(body)
-    table = get_registry().table()
+    table = await get_registry().table()
     route = await resolve_route(table, requested)
     exchange.requested_model, exchange.upstream_model = requested, route.model
     exchange.alias = route.alias.name if route.alias else ""

@@ -1,21 +1,37 @@
-"""The effective route table in force: `routes.yaml`, reloaded when it changes.
+"""The effective route table in force: `routes.yaml` merged with the aliases stored in the admin.
 
-The table is immutable; a reload swaps one reference. A file that breaks while the server runs keeps
-the last good table in force, and the error is logged once and kept in `RouteRegistry.error`.
+The merge rule: an enabled admin alias wins over a routes.yaml alias of the same (normalised) name
+(copy-on-write: editing a file alias in the admin stores an override; deleting or disabling the override
+lets the file's alias serve again). Every table is immutable; a reload swaps one reference.
+
+Hot reload, without a database query per request:
+- routes.yaml is looked at (`stat`) at most every `STAT_INTERVAL` seconds and re-read when it changed.
+  A file that breaks while the server runs keeps the last good table in force; the error is logged once
+  and kept in `RouteRegistry.error` (the admin shows it).
+- The admin aliases are kept in memory. Saving or deleting one invalidates them at once in this process
+  (model signals, after the transaction commits); other processes notice on their first request after
+  `DB_CHECK_INTERVAL` seconds through one cheap query (`max(updated_at), count`) and reload them only
+  when that changed. So an edit is live on this process's next request and on every process within ~1 s.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
 from pathlib import Path
 
-from .routes import RouteTable, RouteTableError, load_routes
+from .routes import Alias, RouteTable, RouteTableError, load_routes
+from .routes_dump import dump_routes
 
 log = logging.getLogger(__name__)
 
 # How often, at most, the file's modification time is looked at (seconds).
 STAT_INTERVAL = 0.5
+EXPORT_HEADER = ("Effective route table: routes.yaml merged with the aliases stored in the admin.\n"
+                 "Exported by the proxy; valid as a routes.yaml (`manage.py routes import` reads it too).")
+# How often, at most, the database is asked whether the admin aliases changed (seconds).
+DB_CHECK_INTERVAL = 1.0
 
 
 def read_routes_file(path: Path) -> RouteTable:
@@ -29,6 +45,42 @@ def read_routes_file(path: Path) -> RouteTable:
         raise RouteTableError(f"cannot read: {exc}", str(path)) from None
 
 
+def admin_aliases_signature():
+    """What changes whenever an admin alias is created, edited or deleted (one cheap query)."""
+    from django.db.models import Count, Max
+
+    from .models import Alias as StoredAlias
+
+    row = StoredAlias.objects.aggregate(latest=Max("updated_at"), count=Count("id"))
+    return row["latest"], row["count"]
+
+
+def read_admin_aliases() -> tuple[Alias, ...]:
+    """The enabled admin aliases as route-table aliases (sync ORM: not for the event loop).
+
+    A row that fails validation (written around the admin, or valid under older rules) is skipped and
+    logged rather than taking every request down with it."""
+    from .models import Alias as StoredAlias
+
+    aliases = []
+    for stored in StoredAlias.objects.filter(enabled=True):
+        try:
+            aliases.append(stored.to_route_alias())
+        except RouteTableError as exc:
+            log.error("admin alias '%s' skipped: %s", stored.name, exc.message)
+    return tuple(aliases)
+
+
+def _read_admin_state():
+    from django.db import DatabaseError
+
+    try:
+        return admin_aliases_signature(), read_admin_aliases()
+    except DatabaseError as exc:  # not migrated yet: serve the file alone rather than fail
+        log.warning("admin aliases unavailable, serving routes.yaml alone: %s", exc)
+        return None, ()
+
+
 class RouteRegistry:
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -36,9 +88,14 @@ class RouteRegistry:
         self._signature = self._stat()
         self._checked = time.monotonic()
         self._table = read_routes_file(self.path)  # a broken file at start-up raises
+        # The admin aliases: (db signature, aliases), swapped as one reference.
+        self._admin: tuple | None = None
+        self._admin_checked = float("-inf")
+        self._admin_refresh: asyncio.Future | None = None
+        self._merged: tuple = (None, None, None)  # (file table, admin aliases, merged table)
 
-    def table(self) -> RouteTable:
-        """The table in force, reloaded first if the file changed since the last look."""
+    def file_table(self) -> RouteTable:
+        """The routes.yaml table in force, reloaded first if the file changed since the last look."""
         now = time.monotonic()
         if now - self._checked >= STAT_INTERVAL:
             self._checked = now
@@ -47,6 +104,67 @@ class RouteRegistry:
                 self._signature = signature
                 self._reload()
         return self._table
+
+    async def table(self) -> RouteTable:
+        """The effective table for a proxied request: no database query unless one is due."""
+        if self._admin is None or time.monotonic() - self._admin_checked >= DB_CHECK_INTERVAL:
+            await self._refresh_admin()
+        return self._merge(self.file_table(), self._admin[1])
+
+    def current_table(self) -> RouteTable:
+        """The effective table read from the database now (sync code: the admin, commands)."""
+        self._admin = _read_admin_state()
+        self._admin_checked = time.monotonic()
+        return self._merge(self.file_table(), self._admin[1])
+
+    def export_yaml(self) -> str:
+        """The effective table as routes.yaml text (sync: reads the database)."""
+        return dump_routes(self.current_table(), EXPORT_HEADER)
+
+    def invalidate_admin_aliases(self):
+        """Make the next request reload the admin aliases (called when one is saved or deleted)."""
+        self._admin_checked = float("-inf")
+        self._admin = None if self._admin is None else (None, self._admin[1])
+
+    async def _refresh_admin(self):
+        # One query in flight at a time; requests arriving meanwhile use the aliases they have.
+        if self._admin_refresh is not None:
+            if self._admin is None:
+                await asyncio.shield(self._admin_refresh)
+            return
+        from asgiref.sync import sync_to_async
+
+        # Not thread-sensitive: a slow admin view in Django's one sync thread must not hold up requests.
+        check = sync_to_async(self._check_admin, thread_sensitive=False)
+        self._admin_refresh = asyncio.ensure_future(check())
+        try:
+            await asyncio.shield(self._admin_refresh)
+        finally:
+            self._admin_refresh = None
+
+    def _check_admin(self):
+        """Runs in a worker thread: reload the admin aliases only when the signature moved."""
+        from django.db import DatabaseError, close_old_connections
+
+        try:
+            signature = admin_aliases_signature()
+            if self._admin is None or signature != self._admin[0]:
+                self._admin = (signature, read_admin_aliases())
+        except DatabaseError as exc:
+            log.warning("admin aliases not refreshed (%s); %s", exc, "serving routes.yaml alone"
+                        if self._admin is None else "keeping the last ones")
+            self._admin = self._admin or (None, ())
+        finally:
+            close_old_connections()  # this pool thread serves no request that would do it (CONN_MAX_AGE)
+        self._admin_checked = time.monotonic()
+
+    def _merge(self, file_table: RouteTable, admin: tuple[Alias, ...]) -> RouteTable:
+        cached_file, cached_admin, merged = self._merged
+        if cached_file is file_table and cached_admin is admin:
+            return merged
+        merged = file_table.with_aliases(admin)
+        self._merged = (file_table, admin, merged)
+        return merged
 
     def _reload(self):
         try:
@@ -84,3 +202,17 @@ def reset_registry():
     """Forget the registry (tests that change ROUTES_FILE)."""
     global _registry
     _registry = None
+
+
+def admin_alias_changed(sender, **kwargs):
+    """Signal receiver: an admin alias was saved or deleted; reload once the change is committed."""
+    from django.db import transaction
+
+    transaction.on_commit(lambda: _registry and _registry.invalidate_admin_aliases())
+
+
+def source_of(alias: Alias, file_table: RouteTable) -> str:
+    """Where an effective alias comes from: `file`, `admin`, or `admin override` (of a file alias)."""
+    if alias.source != "admin":
+        return "file"
+    return "admin override" if alias.name in file_table.aliases else "admin"

@@ -43,8 +43,10 @@ _ENDPOINT_KEYS = {"method", "path", "status", "json"}
 class RouteTableError(ValueError):
     """A route table that cannot be used; `str()` is one line: `file:line: what is wrong`."""
 
-    def __init__(self, message: str, source: str = "routes.yaml", line: int | None = None):
-        self.message, self.source, self.line = message, source, line
+    def __init__(self, message: str, source: str = "routes.yaml", line: int | None = None,
+                 key: str | None = None):
+        # `key` names the alias field at fault, so a form can put the message beside that field.
+        self.message, self.source, self.line, self.key = message, source, line, key
         where = f"{source}:{line}" if line else source
         super().__init__(f"{where}: {message}")
 
@@ -360,7 +362,7 @@ def alias_fields(data: Mapping, source: str, lines: Mapping[str, int], what: str
     """
 
     def fail(message: str, key: str):
-        raise RouteTableError(f"{what}: {message}", source, lines.get(key))
+        raise RouteTableError(f"{what}: {message}", source, lines.get(key), key)
 
     temperature = data.get("temperature")
     if temperature is not None:

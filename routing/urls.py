@@ -9,6 +9,8 @@ urlpatterns = [
     path("api/show", views.show),
     path("api/ps", views.ps),
     path("api/chat", views.chat),
+    path("api/copy", views.copy),
+    path("api/delete", views.delete),
     path("api/generate", views.generate),
     path("api/embed", views.embed),
     path("api/embeddings", views.legacy_embeddings),

@@ -12,7 +12,7 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from . import embeddings, model_info, ollama_request, openai_side
+from . import alias_api, embeddings, model_info, ollama_request, openai_side
 from .catalog import get_catalog
 from .errors import ModelNotFound, NotSupported, ProxyError, error_body
 from .pipeline import Endpoint, json_response, parse_body, proxy, resolve_route
@@ -81,7 +81,7 @@ async def version(request: HttpRequest):
 
 @api_view(["GET", "HEAD"])
 async def tags(request: HttpRequest):
-    table = get_registry().table()
+    table = await get_registry().table()
     lm_models = await _lm_models_or_empty()
     return json_response(model_info.tags(table, lm_models))
 
@@ -93,9 +93,21 @@ async def show(request: HttpRequest):
     return json_response(model_info.show(requested, route.model, route.alias, lm))
 
 
+@api_view(["POST"])
+async def copy(request: HttpRequest):
+    await alias_api.copy_alias(parse_body(request))
+    return HttpResponse(status=200)
+
+
+@api_view(["DELETE"])
+async def delete(request: HttpRequest):
+    await alias_api.delete_alias(parse_body(request))
+    return HttpResponse(status=200)
+
+
 @api_view(["GET"], "openai")
 async def v1_models(request: HttpRequest):
-    table = get_registry().table()
+    table = await get_registry().table()
     return json_response(model_info.openai_models(table, await _lm_models_or_empty()))
 
 
@@ -110,7 +122,7 @@ async def _lm_models_or_empty() -> Mapping[str, dict]:
 async def known_model(requested: str) -> tuple[Route, dict | None]:
     """The route for a model name and LM Studio's description of its model; ModelNotFound for a
     name that is neither an alias nor (when names pass through) a model LM Studio has."""
-    route = await resolve_route(get_registry().table(), requested)
+    route = await resolve_route(await get_registry().table(), requested)
     lm = await get_catalog().get(route.model)
     if lm is None and route.alias is None:
         raise ModelNotFound(requested)
@@ -119,7 +131,7 @@ async def known_model(requested: str) -> tuple[Route, dict | None]:
 
 @api_view(["GET", "HEAD"])
 async def ps(request: HttpRequest):
-    table = get_registry().table()
+    table = await get_registry().table()
     lm_models = await _lm_models_or_empty()
     return json_response(model_info.running(table, lm_models, datetime.now(timezone.utc)))
 

@@ -34,6 +34,7 @@ OLLAMA_VERSION = env("OLLAMA_VERSION", default="0.12.3")
 # --- Django ------------------------------------------------------------------------------------
 INSTALLED_APPS = [
     "daphne",
+    "adminui",  # before django.contrib.admin, so its admin templates (base_site.html) take precedence
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -42,7 +43,6 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "routing",
-    "adminui",
 ]
 
 MIDDLEWARE = [

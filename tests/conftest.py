@@ -56,6 +56,9 @@ def upstream_mock(settings):
 
     base = "http://lmstudio.test"
     with respx.mock(base_url=base, assert_all_called=False) as router:
+        # An LM Studio older than 0.4 unless a test says otherwise: no native /api/v1.
+        router.get("/api/v1/models").mock(return_value=httpx.Response(
+            200, json={"error": "Unexpected endpoint or method. (GET /api/v1/models)"}))
         set_upstream(Upstream(base, transport=httpx.AsyncHTTPTransport()))
         set_catalog(None)
         yield router
@@ -64,8 +67,9 @@ def upstream_mock(settings):
 
 
 @pytest.fixture
-def routes_file(tmp_path, settings):
-    """Point the proxy at a temporary routes.yaml; returns a function that writes it."""
+def routes_file(tmp_path, settings, db):
+    """Point the proxy at a temporary routes.yaml (and allow the database: the effective table merges
+    the admin's aliases over the file)."""
     from routing.registry import reset_registry
 
     path = tmp_path / "routes.yaml"
