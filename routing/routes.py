@@ -1,24 +1,23 @@
-"""The route table: aliases from `routes.yaml` loaded into frozen data, validated, and resolved.
+"""Loading `routes.yaml`: parsed with line numbers, validated, and built into a `RouteTable`.
 
-`load_routes(stream, source)` is the only way in. Everything it returns is immutable; reloading builds a
-new table and swaps it (see `routing.registry`).
+`load_routes(stream, source)` is the only way in; the data it builds lives in `routing.table` (and is
+re-exported here). `alias_fields` is the validation every editor of aliases shares.
 """
 from __future__ import annotations
 
-import fnmatch
 import math
-from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any, Iterable, Mapping
+from typing import Mapping
 
 import yaml
 
+from .table import (GLOB_CHARS, Alias, DeclaredEndpoint, Defaults, Route, RouteTable,  # noqa: F401
+                    normalize_name)
 from .durations import parse_duration, ttl_seconds
 
 SYSTEM_MODES = ("prepend", "replace", "default")
 EXPOSE_MODES = ("all", "aliases", "none")
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
-GLOB_CHARS = "*?["
 
 # Paths the proxy serves itself: a declared endpoint may not shadow them (tests keep this in step with
 # the URL configuration).
@@ -49,127 +48,6 @@ class RouteTableError(ValueError):
         self.message, self.source, self.line, self.key = message, source, line, key
         where = f"{source}:{line}" if line else source
         super().__init__(f"{where}: {message}")
-
-
-def normalize_name(name: str) -> str:
-    """Ollama treats `x` and `x:latest` as the same model."""
-    name = name.strip()
-    return name[: -len(":latest")] if name.endswith(":latest") else name
-
-
-@dataclass(frozen=True)
-class Alias:
-    name: str
-    model: str
-    ttl: int | None = None
-    temperature: float | None = None
-    system: str | None = None
-    system_mode: str = "prepend"
-    options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
-    hidden: bool = False
-    source: str = "file"
-
-    @property
-    def is_pattern(self) -> bool:
-        return any(c in self.name for c in GLOB_CHARS)
-
-    @property
-    def literal_prefix(self) -> str:
-        """The name up to its first glob character: the longer, the more specific the pattern."""
-        cut = min((self.name.index(c) for c in GLOB_CHARS if c in self.name), default=len(self.name))
-        return self.name[:cut]
-
-
-@dataclass(frozen=True)
-class Defaults:
-    ttl: int | None = None
-    passthrough: bool = True
-    fallback: str | None = None      # the alias that serves unknown names (None: unknown is a 404)
-    expose: str = "all"              # what model lists show: all | aliases | none
-
-
-@dataclass(frozen=True)
-class DeclaredEndpoint:
-    """A path answered with a fixed JSON body, for clients that probe vendor endpoints."""
-
-    method: str
-    path: str
-    status: int = 200
-    body: Any = None
-
-
-@dataclass(frozen=True)
-class Route:
-    """What a requested model name resolved to."""
-
-    requested: str
-    model: str
-    alias: Alias | None = None
-    via: str = "alias"               # alias | pattern | passthrough | fallback
-
-    def ttl(self, defaults: Defaults) -> int | None:
-        if self.alias and self.alias.ttl is not None:
-            return self.alias.ttl
-        return defaults.ttl
-
-
-@dataclass(frozen=True)
-class RouteTable:
-    defaults: Defaults = Defaults()
-    aliases: Mapping[str, Alias] = field(default_factory=lambda: MappingProxyType({}))
-    endpoints: tuple[DeclaredEndpoint, ...] = ()
-    patterns: tuple[Alias, ...] = field(init=False, compare=False, repr=False)
-
-    def __post_init__(self):
-        patterns = [a for a in self.aliases.values() if a.is_pattern]
-        patterns.sort(key=lambda a: (-len(a.literal_prefix), a.source != "admin", a.name))
-        object.__setattr__(self, "patterns", tuple(patterns))
-
-    def resolve(self, requested: str, upstream_models=None) -> Route | None:
-        """The route for a client's model name, or None when nothing serves it.
-
-        Order: an exact alias; the most specific matching pattern; the name itself when names pass
-        through (and, if `upstream_models` is given, LM Studio has it); the fallback alias.
-        """
-        name = normalize_name(requested)
-        alias = self.aliases.get(name)
-        if alias is not None and not alias.is_pattern:
-            return Route(requested, alias.model, alias)
-        for pattern in self.patterns:
-            if fnmatch.fnmatchcase(name, pattern.name):
-                return Route(requested, pattern.model, pattern, via="pattern")
-        fallback = self.aliases.get(self.defaults.fallback or "")
-        known = upstream_models is None or name in upstream_models
-        if self.defaults.passthrough and name and (known or fallback is None):
-            return Route(requested, name, via="passthrough")
-        if fallback is not None:
-            return Route(requested, fallback.model, fallback, via="fallback")
-        return None
-
-    def listed_aliases(self) -> list[Alias]:
-        """The aliases model lists show: concrete names, not hidden, unless lists are off."""
-        if self.defaults.expose == "none":
-            return []
-        return [a for a in self.aliases.values() if not a.hidden and not a.is_pattern]
-
-    @property
-    def lists_upstream_models(self) -> bool:
-        """Whether model lists also show LM Studio's own models (usable only when names pass through)."""
-        return self.defaults.expose == "all" and self.defaults.passthrough
-
-    def endpoint(self, method: str, path: str) -> DeclaredEndpoint | None:
-        """The declared endpoint for a request (HEAD is answered by a GET declaration)."""
-        for declared in self.endpoints:
-            if declared.path == path and (declared.method == method
-                                          or (method == "HEAD" and declared.method == "GET")):
-                return declared
-        return None
-
-    def with_aliases(self, extra: Iterable[Alias]) -> RouteTable:
-        """A new table where `extra` aliases replace same-named ones (admin edits win over the file)."""
-        merged = dict(self.aliases)
-        merged.update({a.name: a for a in extra})
-        return replace(self, aliases=MappingProxyType(merged))
 
 
 # --- Loading -----------------------------------------------------------------------------------
@@ -221,6 +99,15 @@ def load_routes(stream, source: str = "routes.yaml") -> RouteTable:
     if document is None:
         return RouteTable()
     return _Validator(source).table(document)
+
+
+def _plain(value):
+    """YAML data without the loader's line-tracking mappings (so it can be dumped and compared)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
 
 
 class _Validator:
@@ -312,7 +199,7 @@ class _Validator:
         status = data.get("status", 200)
         if isinstance(status, bool) or not isinstance(status, int) or not 200 <= status <= 599:
             self.fail("endpoint: 'status' must be an HTTP status between 200 and 599", where)
-        return DeclaredEndpoint(method, path, status, data.get("json")), where
+        return DeclaredEndpoint(method, path, status, _plain(data.get("json"))), where
 
     def defaults(self, value, line: int | None) -> Defaults:
         if value is None:
@@ -388,4 +275,4 @@ def alias_fields(data: Mapping, source: str, lines: Mapping[str, int], what: str
     if unknown:
         fail(f"unknown option(s) {', '.join(map(str, unknown))} in 'options'", "options")
     return {"temperature": temperature, "system": system, "system_mode": system_mode,
-            "options": MappingProxyType(dict(options)), "hidden": hidden}
+            "options": MappingProxyType(_plain(dict(options))), "hidden": hidden}

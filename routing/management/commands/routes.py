@@ -38,8 +38,11 @@ class Command(BaseCommand):
         self.stdout.write(f"{'ALIAS':<{widths[0]}}  {'MODEL':<{widths[1]}}  SOURCE")
         for name, model, source in rows:
             self.stdout.write(f"{name:<{widths[0]}}  {model:<{widths[1]}}  {source}")
-        passthrough = "on" if table.defaults.passthrough else "off"
-        self.stdout.write(f"\n{len(rows)} aliases; pass-through of other names {passthrough}")
+        defaults = table.defaults
+        self.stdout.write(f"\n{len(rows)} aliases; pass-through of other names "
+                          f"{'on' if defaults.passthrough else 'off'}; fallback "
+                          f"{defaults.fallback or 'off'}; model lists show {defaults.expose}; "
+                          f"{len(table.endpoints)} declared endpoints")
 
     def handle_export(self, registry, output=None, **options):
         text = registry.export_yaml()
