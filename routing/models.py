@@ -218,9 +218,12 @@ class DeclaredEndpoint(models.Model):
     def __str__(self):
         return f"{self.method} {self.path} → {self.status}"
 
+    def clean_fields(self, exclude=None):
+        self.method = (self.method or "").upper()  # `get` is GET, as in routes.yaml
+        super().clean_fields(exclude)
+
     def clean(self):
         """Validate like routes.yaml's `endpoints:` (reserved paths, methods, statuses)."""
-        self.method = (self.method or "").upper()
         try:
             self.to_route_endpoint()
         except routes.RouteTableError as exc:

@@ -250,7 +250,7 @@ def endpoint_source(endpoint, file_table: RouteTable) -> str:
     """Where an effective endpoint comes from: `file`, `admin`, or `admin override` (of a file one)."""
     if endpoint.source != "admin":
         return "file"
-    return "admin override" if file_table.endpoint(*endpoint.key) is not None else "admin"
+    return "admin override" if endpoint.key in {e.key for e in file_table.endpoints} else "admin"
 
 
 def defaults_sources(overrides: dict) -> dict[str, str]:
