@@ -281,3 +281,20 @@ def test_the_endpoint_list_shows_every_effective_endpoint_with_its_source(admin_
                             "capabilities").context["adminform"].form
     assert (form.initial["path"], form.initial["body"]) == ("/api/experimental/capabilities",
                                                             {"features": ["chat"]})
+
+
+def test_manage_py_check_warns_about_admin_rows_a_routes_file_edit_broke(routes):
+    from routing.checks import check_admin_store
+
+    saved(Alias(name="mistral?", model="m"))
+    saved(RouteDefaults(fallback="coder"))
+    assert check_admin_store() == []
+    DeclaredEndpoint.objects.create(method="GET", path="/api/chat")  # written around the admin
+    broken = ROUTES.replace("coder", "coder2").replace("aliases:\n", "aliases:\n  'mistral*': m\n")
+    routes.write_text(broken)
+    get_registry()._checked = float("-inf")  # look at the file now
+    messages = [w.msg for w in check_admin_store()]
+    assert len(messages) == 3, messages
+    assert "admin alias 'mistral?': patterns 'mistral*' (in routes.yaml) and 'mistral?'" in messages[0]
+    assert "admin endpoint GET /api/chat: endpoint: '/api/chat' would shadow" in messages[1]
+    assert messages[2].startswith("admin defaults: defaults: 'fallback' must name an enabled alias")
