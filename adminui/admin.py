@@ -153,6 +153,9 @@ class RouteDefaultsAdmin(admin.ModelAdmin):
         return super().change_view(request, object_id, form_url, context)
 
     def response_change(self, request, obj):
+        # The list is this one form: stay on it, showing the effective defaults just saved.
+        self.message_user(request, "The defaults were saved; the proxy uses them from the next request.",
+                          messages.SUCCESS)
         return redirect("admin:routing_routedefaults_change", obj.pk)
 
 
