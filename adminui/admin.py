@@ -142,7 +142,8 @@ class RouteDefaultsAdmin(admin.ModelAdmin):
         return False
 
     def changelist_view(self, request, extra_context=None):
-        RouteDefaults.load().save()  # the row exists from the first visit (empty: the file's values)
+        if not RouteDefaults.objects.exists():  # the row exists from the first visit (empty: the file's)
+            RouteDefaults().save()
         return redirect("admin:routing_routedefaults_change", 1)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):

@@ -13,7 +13,8 @@ Hot reload, without a database query per request:
 - The admin's store (aliases, defaults, endpoints) is kept in memory. Saving or deleting a row
   invalidates it at once in this process (model signals, after the transaction commits); other
   processes notice on their first request after `DB_CHECK_INTERVAL` seconds through cheap aggregate
-  queries (`max(updated_at), count` per table) and reload only when those changed. So an edit is live on this process's next request and on every process within ~1 s.
+  queries (`max(updated_at), count` per table) and reload only when those changed. So an edit is
+  live on this process's next request and on every process within ~1 s.
 """
 from __future__ import annotations
 

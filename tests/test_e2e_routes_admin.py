@@ -68,7 +68,8 @@ def test_a_declared_endpoint_made_in_the_admin_is_answered(server, admin_page):
     page.fill("#id_status", "201")
     page.fill("#id_body", '{"default_generation_settings": {"n_ctx": 4096}}')
     save(page, f"{server.url}/admin/routing/declaredendpoint/")
-    assert page.locator("#effective-endpoints tr[data-endpoint='POST /props'] .source").inner_text() == "admin"
+    row = page.locator("#effective-endpoints tr[data-endpoint='POST /props']")
+    assert row.locator(".source").inner_text() == "admin"
 
     answer = httpx.post(f"{server.url}/props")
     assert (answer.status_code, answer.json()) == (201, {"default_generation_settings": {"n_ctx": 4096}})

@@ -182,6 +182,26 @@ async def test_requests_see_defaults_and_endpoints_saved_in_the_admin_at_once(ro
     assert (await registry.table()).endpoint("GET", "/probe") is None
 
 
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.anyio
+async def test_another_process_edit_of_defaults_or_endpoints_is_seen_after_the_interval(routes,
+                                                                                        monkeypatch):
+    from asgiref.sync import sync_to_async
+
+    import routing.registry as registry_module
+
+    registry = get_registry()
+    monkeypatch.setattr(registry_module, "DB_CHECK_INTERVAL", 3600)
+    await registry.table()
+    # Another process writes to the database: no signal reaches this one.
+    await sync_to_async(lambda: (RouteDefaults.objects.bulk_create([RouteDefaults(pk=1, expose="none")]),
+                                 DeclaredEndpoint.objects.bulk_create([DeclaredEndpoint(path="/p")])))()
+    assert (await registry.table()).defaults.expose == "all"  # within the interval: cached
+    monkeypatch.setattr(registry_module, "DB_CHECK_INTERVAL", 0)
+    table = await registry.table()
+    assert table.defaults.expose == "none" and table.endpoint("GET", "/p").source == "admin"
+
+
 # --- export, import, show -----------------------------------------------------------------------
 
 
@@ -202,10 +222,12 @@ def test_export_loads_back_into_the_same_table_with_everything(routes):
 def test_import_stores_defaults_and_endpoints_in_the_admin(tmp_path, routes):
     path = tmp_path / "more.yaml"
     path.write_text("defaults: {expose: aliases, fallback: helper}\naliases:\n  helper: m\n"
-                    "  'mistral*': m2\nendpoints:\n  - {method: post, path: /props, status: 201, json: {a: 1}}\n")
+                    "  'mistral*': m2\nendpoints:\n"
+                    "  - {method: post, path: /props, status: 201, json: {a: 1}}\n")
     call_command("routes", "import", str(path))
     stored = RouteDefaults.load()
-    assert (stored.expose, stored.fallback, stored.passthrough, stored.ttl) == ("aliases", "helper", None, None)
+    assert (stored.expose, stored.fallback, stored.passthrough, stored.ttl) == (
+        "aliases", "helper", None, None)
     assert list(DeclaredEndpoint.objects.values_list("method", "path", "status", "body")) == [
         ("POST", "/props", 201, {"a": 1})]
     table = get_registry().current_table()
