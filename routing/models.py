@@ -18,7 +18,19 @@ from . import routes
 SYSTEM_MODE_CHOICES = [(mode, mode) for mode in routes.SYSTEM_MODES]
 
 
-class Alias(models.Model):
+class StoredRow(models.Model):
+    """What every row of the admin's store has: a note, and the timestamps the registry's cross-process
+    refresh watches (`max(updated_at)`)."""
+
+    description = models.CharField(max_length=500, blank=True, help_text="A note for people; not sent.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True, db_index=True)
+
+    class Meta:
+        abstract = True
+
+
+class Alias(StoredRow):
     name = models.CharField(
         max_length=200, unique=True,
         help_text="The name clients ask for (Ollama style). 'coder' and 'coder:latest' are the same "
@@ -45,9 +57,6 @@ class Alias(models.Model):
                                  "routes.yaml's 'hidden'.")
     enabled = models.BooleanField(default=True, help_text="Disabled aliases are not served; a disabled "
                                   "override lets routes.yaml's alias of the same name serve again.")
-    description = models.CharField(max_length=500, blank=True, help_text="A note for people; not sent.")
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True, db_index=True)
 
     class Meta:
         ordering = ["name"]
@@ -189,7 +198,7 @@ class RouteDefaults(models.Model):
 METHOD_CHOICES = [(method, method) for method in routes.HTTP_METHODS]
 
 
-class DeclaredEndpoint(models.Model):
+class DeclaredEndpoint(StoredRow):
     """A path answered with a fixed JSON body, stored in the admin; one with the method and path of a
     routes.yaml endpoint replaces it."""
 
@@ -206,9 +215,6 @@ class DeclaredEndpoint(models.Model):
                                       "no body.")
     enabled = models.BooleanField(default=True, help_text="Disabled endpoints are not answered; a "
                                   "disabled override lets routes.yaml's declaration answer again.")
-    description = models.CharField(max_length=500, blank=True, help_text="A note for people; not sent.")
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True, db_index=True)
 
     class Meta:
         ordering = ["path", "method"]
