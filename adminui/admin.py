@@ -41,8 +41,8 @@ class SourceFilter(admin.SimpleListFilter):
 @admin.register(Alias)
 class AliasAdmin(admin.ModelAdmin):
     form = AliasForm
-    list_display = ("name", "model", "source", "enabled", "pattern", "hidden", "temperature", "ttl_display",
-                    "updated_at", "test_link")
+    list_display = ("name", "model", "source", "enabled", "pattern", "hidden", "temperature",
+                    "ttl_display", "updated_at", "test_link")
     list_display_links = ("name",)
     list_filter = ("enabled", SourceFilter, "hidden", "system_mode")
     search_fields = ("name", "model", "description", "system")
@@ -177,7 +177,8 @@ class DeclaredEndpointAdmin(admin.ModelAdmin):
     def changelist_view(self, request, extra_context=None):
         registry = get_registry()
         table, file_table = registry.current_table(), registry.file_table()
-        stored = {(m, p): pk for m, p, pk in DeclaredEndpoint.objects.values_list("method", "path", "pk")}
+        rows = DeclaredEndpoint.objects.values_list("method", "path", "pk")
+        stored = {(method, endpoint_path): pk for method, endpoint_path, pk in rows}
         effective = [{"endpoint": e, "source": endpoint_source(e, file_table), "pk": stored.get(e.key)}
                      for e in table.endpoints]
         context = {"effective": effective, "routes_path": registry.path, **(extra_context or {})}

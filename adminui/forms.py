@@ -72,9 +72,12 @@ class AliasForm(forms.ModelForm):
 
 
 class PassthroughSelect(forms.NullBooleanSelect):
+    """Yes / no / unset, where unset means "routes.yaml's value"."""
+
     def __init__(self, attrs=None):
         super().__init__(attrs)
-        self.choices = [("unknown", "routes.yaml's"), ("true", "on: other names go to LM Studio as they are"),
+        self.choices = [("unknown", "routes.yaml's"),
+                        ("true", "on: other names go to LM Studio as they are"),
                         ("false", "off: names that are no alias are 404 (or the fallback)")]
 
 
@@ -95,8 +98,8 @@ class RouteDefaultsForm(forms.ModelForm):
         for name, field in self.fields.items():
             value = getattr(file_defaults, name)
             shown = format_duration(value) if name == "ttl" and value else value
-            field.help_text += format_html(' <span class="file-value">routes.yaml: <code>{}</code></span>',
-                                           "off" if shown is None else shown)
+            field.help_text += format_html(
+                ' <span class="file-value">routes.yaml: <code>{}</code></span>', "off" if shown is None else shown)
         self.fields["expose"].choices = [("", "routes.yaml's")] + self.fields["expose"].choices[1:]
         if isinstance(self.initial.get("ttl"), int):
             self.initial["ttl"] = format_duration(self.initial["ttl"])

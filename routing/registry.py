@@ -25,8 +25,8 @@ import time
 from pathlib import Path
 
 from .routes import Alias, RouteTable, RouteTableError, load_routes
-from .table import TableOverrides
 from .routes_dump import dump_routes
+from .table import TableOverrides
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 STAT_INTERVAL = 0.5
 EXPORT_HEADER = ("Effective route table: routes.yaml merged with what the admin stores.\n"
                  "Exported by the proxy; valid as a routes.yaml (`manage.py routes import` reads it too).")
-# How often, at most, the database is asked whether the admin aliases changed (seconds).
+# How often, at most, the database is asked whether the admin's store changed (seconds).
 DB_CHECK_INTERVAL = 1.0
 
 
