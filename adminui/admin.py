@@ -1,4 +1,5 @@
-"""The admin: aliases (the admin's store merged over routes.yaml) with export and "test this alias"."""
+"""The admin: aliases, defaults and declared endpoints (the admin's store merged over routes.yaml), with
+export and "test this alias"."""
 from __future__ import annotations
 
 from django.contrib import admin, messages
@@ -9,12 +10,12 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from routing.durations import format_duration
-from routing.models import Alias
-from routing.registry import get_registry, source_of
+from routing.models import Alias, DeclaredEndpoint, RouteDefaults
+from routing.registry import defaults_sources, endpoint_source, get_registry, source_of
 from routing.routes import normalize_name
 
 from . import lmstudio
-from .forms import AliasForm
+from .forms import AliasForm, RouteDefaultsForm
 
 admin.site.site_header = "LM Studio alias proxy"
 admin.site.site_title = "Alias proxy admin"
@@ -40,8 +41,8 @@ class SourceFilter(admin.SimpleListFilter):
 @admin.register(Alias)
 class AliasAdmin(admin.ModelAdmin):
     form = AliasForm
-    list_display = ("name", "model", "source", "enabled", "temperature", "ttl_display", "updated_at",
-                    "test_link")
+    list_display = ("name", "model", "source", "enabled", "pattern", "hidden", "temperature",
+                    "ttl_display", "updated_at", "test_link")
     list_display_links = ("name",)
     list_filter = ("enabled", SourceFilter, "hidden", "system_mode")
     search_fields = ("name", "model", "description", "system")
@@ -57,6 +58,10 @@ class AliasAdmin(admin.ModelAdmin):
     def source(self, obj: Alias) -> str:
         overrides = normalize_name(obj.name) in get_registry().file_table().aliases
         return "admin override of routes.yaml" if overrides else "admin"
+
+    @admin.display(description="pattern", boolean=True)
+    def pattern(self, obj: Alias) -> bool:
+        return obj.is_pattern
 
     @admin.display(description="TTL", ordering="ttl")
     def ttl_display(self, obj: Alias) -> str:
@@ -78,8 +83,8 @@ class AliasAdmin(admin.ModelAdmin):
         stored = dict(Alias.objects.values_list("name", "pk"))
         effective = [{"alias": a, "source": source_of(a, file_table), "pk": stored.get(a.name)}
                      for a in table.aliases.values()]
-        context = {"effective": effective, "passthrough": table.defaults.passthrough,
-                   "routes_path": registry.path, **(extra_context or {})}
+        context = {"effective": effective, "defaults": table.defaults, "routes_path": registry.path,
+                   **(extra_context or {})}
         return super().changelist_view(request, context)
 
     def get_changeform_initial_data(self, request):
@@ -122,3 +127,68 @@ class AliasAdmin(admin.ModelAdmin):
                    "title": f"Test alias '{route.alias.name}'", "route": route, "result": result,
                    "source": source_of(route.alias, get_registry().file_table())}
         return TemplateResponse(request, "admin/routing/alias/test_alias.html", context)
+
+
+@admin.register(RouteDefaults)
+class RouteDefaultsAdmin(admin.ModelAdmin):
+    """One row: the list opens it; each empty field keeps routes.yaml's value."""
+
+    form = RouteDefaultsForm
+    fieldsets = [(None, {"fields": ["fallback", "expose", "passthrough", "ttl"],
+                         "description": "Set a field to override routes.yaml's <code>defaults:</code>; "
+                                        "leave it empty to keep the file's value."})]
+
+    def has_add_permission(self, request):
+        return False
+
+    def changelist_view(self, request, extra_context=None):
+        if not RouteDefaults.objects.exists():  # the row exists from the first visit (empty: the file's)
+            RouteDefaults().save()
+        return redirect("admin:routing_routedefaults_change", 1)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        table = get_registry().current_table()
+        sources = defaults_sources(RouteDefaults.load().overrides())
+        effective = [(name, getattr(table.defaults, name), source) for name, source in sources.items()]
+        context = {"effective_defaults": effective, **(extra_context or {})}
+        return super().change_view(request, object_id, form_url, context)
+
+    def response_change(self, request, obj):
+        # The list is this one form: stay on it, showing the effective defaults just saved.
+        self.message_user(request, "The defaults were saved; the proxy uses them from the next request.",
+                          messages.SUCCESS)
+        return redirect("admin:routing_routedefaults_change", obj.pk)
+
+
+@admin.register(DeclaredEndpoint)
+class DeclaredEndpointAdmin(admin.ModelAdmin):
+    list_display = ("path", "method", "status", "enabled", "source", "updated_at")
+    list_display_links = ("path",)
+    list_filter = ("enabled", "method")
+    search_fields = ("path", "description")
+    readonly_fields = ("created_at", "updated_at")
+    fields = ["method", "path", "status", "body", "enabled", "description", "created_at", "updated_at"]
+
+    @admin.display(description="source")
+    def source(self, obj: DeclaredEndpoint) -> str:
+        overrides = (obj.method, obj.path) in {e.key for e in get_registry().file_table().endpoints}
+        return "admin override of routes.yaml" if overrides else "admin"
+
+    def changelist_view(self, request, extra_context=None):
+        registry = get_registry()
+        table, file_table = registry.current_table(), registry.file_table()
+        rows = DeclaredEndpoint.objects.values_list("method", "path", "pk")
+        stored = {(method, endpoint_path): pk for method, endpoint_path, pk in rows}
+        effective = [{"endpoint": e, "source": endpoint_source(e, file_table), "pk": stored.get(e.key)}
+                     for e in table.endpoints]
+        context = {"effective": effective, "routes_path": registry.path, **(extra_context or {})}
+        return super().changelist_view(request, context)
+
+    def get_changeform_initial_data(self, request):
+        """`?override=METHOD /path` prefills the form with routes.yaml's declaration."""
+        method, _, endpoint_path = request.GET.get("override", "").partition(" ")
+        declared = get_registry().file_table().endpoint(method, endpoint_path)
+        if declared is None:
+            return super().get_changeform_initial_data(request)
+        return {"method": declared.method, "path": declared.path, "status": declared.status,
+                "body": declared.body, "description": f"overrides {get_registry().path.name}"}

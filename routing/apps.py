@@ -9,8 +9,11 @@ class RoutingConfig(AppConfig):
         from django.db.models.signals import post_delete, post_save
 
         from . import checks  # noqa: F401  (registers the routes.yaml system check)
-        from .models import Alias
-        from .registry import admin_alias_changed
+        from .models import Alias, DeclaredEndpoint, RouteDefaults
+        from .registry import admin_store_changed
 
-        post_save.connect(admin_alias_changed, sender=Alias, dispatch_uid="routing.alias.saved")
-        post_delete.connect(admin_alias_changed, sender=Alias, dispatch_uid="routing.alias.deleted")
+        # Any row of the admin's store: one invalidation, the same as for aliases.
+        for model in (Alias, RouteDefaults, DeclaredEndpoint):
+            label = model._meta.model_name
+            post_save.connect(admin_store_changed, sender=model, dispatch_uid=f"routing.{label}.saved")
+            post_delete.connect(admin_store_changed, sender=model, dispatch_uid=f"routing.{label}.deleted")

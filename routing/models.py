@@ -1,12 +1,16 @@
-"""Aliases stored through the admin. They are merged over routes.yaml by `routing.registry`.
+"""What the admin stores over routes.yaml: aliases, the defaults it overrides, declared endpoints.
+`routing.registry` merges them over the file (`RouteTable.merged_with`).
 
-Validation is the YAML loader's own (`routing.routes.alias_fields` and the duration parser), so an
-alias saved here is exactly as valid as one read from the file, and errors read the same way.
+Validation is the YAML loader's own (`routing.routes.alias_fields`, `defaults_fields`,
+`check_fallback`, `tied_pattern`, `endpoint_fields`), so a row saved here is exactly as valid as the
+same thing read from the file, and errors read the same way. Rules that span the table (pattern ties,
+the fallback) are checked against the effective table: routes.yaml and every other admin row.
 """
 from __future__ import annotations
 
 
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from . import routes
@@ -14,7 +18,19 @@ from . import routes
 SYSTEM_MODE_CHOICES = [(mode, mode) for mode in routes.SYSTEM_MODES]
 
 
-class Alias(models.Model):
+class StoredRow(models.Model):
+    """What every row of the admin's store has: a note, and the timestamps the registry's cross-process
+    refresh watches (`max(updated_at)`)."""
+
+    description = models.CharField(max_length=500, blank=True, help_text="A note for people; not sent.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True, db_index=True)
+
+    class Meta:
+        abstract = True
+
+
+class Alias(StoredRow):
     name = models.CharField(
         max_length=200, unique=True,
         help_text="The name clients ask for (Ollama style). 'coder' and 'coder:latest' are the same "
@@ -41,9 +57,6 @@ class Alias(models.Model):
                                  "routes.yaml's 'hidden'.")
     enabled = models.BooleanField(default=True, help_text="Disabled aliases are not served; a disabled "
                                   "override lets routes.yaml's alias of the same name serve again.")
-    description = models.CharField(max_length=500, blank=True, help_text="A note for people; not sent.")
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True, db_index=True)
 
     class Meta:
         ordering = ["name"]
@@ -79,8 +92,29 @@ class Alias(models.Model):
             routes.alias_fields(self._fields_data(), "admin", {}, f"alias '{self.name}'")
         except routes.RouteTableError as exc:
             errors[exc.key or "__all__"] = exc.message
+        if not errors and self.enabled and self.is_pattern:
+            tie = self._tied_pattern()
+            if tie:
+                errors["name"] = tie
         if errors:
             raise ValidationError(errors)
+
+    @property
+    def is_pattern(self) -> bool:
+        return any(c in (self.name or "") for c in routes.GLOB_CHARS)
+
+    def _tied_pattern(self) -> str | None:
+        """The message naming the effective pattern (file or admin) this one would tie with."""
+        from .registry import get_registry, source_of
+
+        registry = get_registry()
+        others = registry.table_without_alias(self.pk).aliases.values()
+        alias = routes.Alias(name=self.name, model=self.model)
+        other = routes.tied_pattern(alias, others)
+        if other is None:
+            return None
+        where = "routes.yaml" if source_of(other, registry.file_table()) == "file" else "the admin"
+        return routes.pattern_tie_message(alias, f"'{other.name}' (in {where})")
 
     def _fields_data(self) -> dict:
         return {"temperature": self.temperature, "system": self.system or None,
@@ -98,3 +132,110 @@ class Alias(models.Model):
         self.system, self.system_mode = alias.system or "", alias.system_mode
         self.options = dict(alias.options)
         self.hidden = getattr(alias, "hidden", False)  # a table alias without `hidden` is listed
+
+
+EXPOSE_CHOICES = [(mode, mode) for mode in routes.EXPOSE_MODES]
+
+
+class RouteDefaults(models.Model):
+    """The admin's override of routes.yaml's `defaults:` (one row). An empty field keeps the file's."""
+
+    ttl = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1)],
+        help_text="Idle TTL in seconds for aliases without their own; empty = routes.yaml's.")
+    passthrough = models.BooleanField(
+        null=True, blank=True,
+        help_text="Whether names that are no alias go to LM Studio unchanged; empty = routes.yaml's.")
+    fallback = models.CharField(
+        max_length=200, blank=True,
+        help_text="The alias that serves unknown model names (instead of a 404); empty = routes.yaml's.")
+    expose = models.CharField(
+        max_length=10, blank=True, choices=EXPOSE_CHOICES,
+        help_text="What /api/tags, /v1/models and /api/ps list: all (aliases and LM Studio's models), "
+                  "aliases, or none; empty = routes.yaml's.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = verbose_name_plural = "defaults"
+
+    def __str__(self):
+        return "Defaults (over routes.yaml)"
+
+    def save(self, *args, **kwargs):
+        self.pk = 1  # one row: saving always updates it
+        self.fallback = routes.normalize_name(self.fallback or "")
+        super().save(*args, **kwargs)
+
+    @classmethod
+    def load(cls) -> RouteDefaults:
+        """The stored overrides, or an empty (unsaved) row when none were ever saved."""
+        return cls.objects.filter(pk=1).first() or cls(pk=1)
+
+    def overrides(self) -> dict:
+        """The defaults this row sets, validated like routes.yaml's (field name -> value)."""
+        data = {"passthrough": self.passthrough, "expose": self.expose or None,
+                "fallback": self.fallback or None}
+        data = {key: value for key, value in data.items() if value is not None}
+        fields = routes.defaults_fields(data, "admin", {})
+        out = {key: fields[key] for key in data}
+        return out if self.ttl is None else {**out, "ttl": self.ttl}
+
+    def clean(self):
+        """Validate like the loader; the fallback must be a concrete alias of the effective table."""
+        from .registry import get_registry
+
+        self.fallback = routes.normalize_name(self.fallback or "")
+        try:
+            self.overrides()
+            if self.fallback:
+                routes.check_fallback(self.fallback, get_registry().table_without_alias(None).aliases,
+                                      "an enabled alias that is no pattern (routes.yaml's or the "
+                                      "admin's)", "admin")
+        except routes.RouteTableError as exc:
+            raise ValidationError({exc.key or "__all__": exc.message}) from None
+
+
+METHOD_CHOICES = [(method, method) for method in routes.HTTP_METHODS]
+
+
+class DeclaredEndpoint(StoredRow):
+    """A path answered with a fixed JSON body, stored in the admin; one with the method and path of a
+    routes.yaml endpoint replaces it."""
+
+    method = models.CharField(max_length=7, choices=METHOD_CHOICES, default="GET",
+                              help_text="HEAD is also answered by a GET declaration.")
+    path = models.CharField(
+        max_length=500, help_text="The exact path, starting with '/'. The proxy's own paths (/api/chat, "
+                                  "/v1/…, /admin…) cannot be declared.")
+    status = models.PositiveSmallIntegerField(
+        default=200, validators=[MinValueValidator(200), MaxValueValidator(599)],
+        help_text="The HTTP status answered (200 to 599).")
+    body = models.JSONField(null=True, blank=True, verbose_name="JSON body",
+                            help_text="The JSON answered, e.g. {\"features\": [\"chat\"]}; empty = "
+                                      "no body.")
+    enabled = models.BooleanField(default=True, help_text="Disabled endpoints are not answered; a "
+                                  "disabled override lets routes.yaml's declaration answer again.")
+
+    class Meta:
+        ordering = ["path", "method"]
+        constraints = [models.UniqueConstraint(fields=["method", "path"],
+                                               name="endpoint_method_path_unique")]
+
+    def __str__(self):
+        return f"{self.method} {self.path} → {self.status}"
+
+    def clean_fields(self, exclude=None):
+        self.method = (self.method or "").upper()  # `get` is GET, as in routes.yaml
+        super().clean_fields(exclude)
+
+    def clean(self):
+        """Validate like routes.yaml's `endpoints:` (reserved paths, methods, statuses)."""
+        try:
+            self.to_route_endpoint()
+        except routes.RouteTableError as exc:
+            raise ValidationError({exc.key or "__all__": exc.message}) from None
+
+    def to_route_endpoint(self) -> routes.DeclaredEndpoint:
+        """The frozen `routing.table.DeclaredEndpoint` the route table uses."""
+        data = {"method": self.method, "path": self.path, "status": self.status, "json": self.body}
+        return routes.endpoint_fields(data, "admin", origin="admin")

@@ -1,17 +1,20 @@
-"""The effective route table in force: `routes.yaml` merged with the aliases stored in the admin.
+"""The effective route table in force: `routes.yaml` merged with what the admin stores.
 
-The merge rule: an enabled admin alias wins over a routes.yaml alias of the same (normalised) name
-(copy-on-write: editing a file alias in the admin stores an override; deleting or disabling the override
-lets the file's alias serve again). Every table is immutable; a reload swaps one reference.
+The merge rule (`RouteTable.merged_with`): an enabled admin alias wins over a routes.yaml alias of the
+same (normalised) name; an enabled admin endpoint over a routes.yaml endpoint of the same method and
+path; each default set in the admin over the file's (copy-on-write: editing a file alias in the admin
+stores an override; deleting or disabling the override lets the file's serve again). Every table is
+immutable; a reload swaps one reference.
 
 Hot reload, without a database query per request:
 - routes.yaml is looked at (`stat`) at most every `STAT_INTERVAL` seconds and re-read when it changed.
   A file that breaks while the server runs keeps the last good table in force; the error is logged once
   and kept in `RouteRegistry.error` (the admin shows it).
-- The admin aliases are kept in memory. Saving or deleting one invalidates them at once in this process
-  (model signals, after the transaction commits); other processes notice on their first request after
-  `DB_CHECK_INTERVAL` seconds through one cheap query (`max(updated_at), count`) and reload them only
-  when that changed. So an edit is live on this process's next request and on every process within ~1 s.
+- The admin's store (aliases, defaults, endpoints) is kept in memory. Saving or deleting a row
+  invalidates it at once in this process (model signals, after the transaction commits); other
+  processes notice on their first request after `DB_CHECK_INTERVAL` seconds through cheap aggregate
+  queries (`max(updated_at), count` per table) and reload only when those changed. So an edit is
+  live on this process's next request and on every process within ~1 s.
 """
 from __future__ import annotations
 
@@ -23,14 +26,15 @@ from pathlib import Path
 
 from .routes import Alias, RouteTable, RouteTableError, load_routes
 from .routes_dump import dump_routes
+from .table import TableOverrides
 
 log = logging.getLogger(__name__)
 
 # How often, at most, the file's modification time is looked at (seconds).
 STAT_INTERVAL = 0.5
-EXPORT_HEADER = ("Effective route table: routes.yaml merged with the aliases stored in the admin.\n"
+EXPORT_HEADER = ("Effective route table: routes.yaml merged with what the admin stores.\n"
                  "Exported by the proxy; valid as a routes.yaml (`manage.py routes import` reads it too).")
-# How often, at most, the database is asked whether the admin aliases changed (seconds).
+# How often, at most, the database is asked whether the admin's store changed (seconds).
 DB_CHECK_INTERVAL = 1.0
 
 
@@ -45,40 +49,59 @@ def read_routes_file(path: Path) -> RouteTable:
         raise RouteTableError(f"cannot read: {exc}", str(path)) from None
 
 
-def admin_aliases_signature():
-    """What changes whenever an admin alias is created, edited or deleted (one cheap query)."""
+def admin_signature():
+    """What changes whenever an admin row (alias, defaults, endpoint) is created, edited or deleted."""
     from django.db.models import Count, Max
 
-    from .models import Alias as StoredAlias
+    from .models import Alias as StoredAlias, DeclaredEndpoint, RouteDefaults
 
-    row = StoredAlias.objects.aggregate(latest=Max("updated_at"), count=Count("id"))
-    return row["latest"], row["count"]
+    return tuple(tuple(model.objects.aggregate(latest=Max("updated_at"), count=Count("pk")).values())
+                 for model in (StoredAlias, RouteDefaults, DeclaredEndpoint))
 
 
-def read_admin_aliases() -> tuple[Alias, ...]:
-    """The enabled admin aliases as route-table aliases (sync ORM: not for the event loop).
-
-    A row that fails validation (written around the admin, or valid under older rules) is skipped and
-    logged rather than taking every request down with it."""
-    from .models import Alias as StoredAlias
-
-    aliases = []
-    for stored in StoredAlias.objects.filter(enabled=True):
+def _valid_rows(queryset, convert, what: str) -> tuple:
+    """The rows converted for the route table. A row that fails validation (written around the admin,
+    or valid under older rules) is skipped and logged rather than taking every request down with it."""
+    out = []
+    for row in queryset:
         try:
-            aliases.append(stored.to_route_alias())
+            out.append(convert(row))
         except RouteTableError as exc:
-            log.error("admin alias '%s' skipped: %s", stored.name, exc.message)
-    return tuple(aliases)
+            log.error("admin %s '%s' skipped: %s", what, getattr(row, "name", row), exc.message)
+    return tuple(out)
+
+
+def read_admin_aliases(exclude_pk=None) -> tuple[Alias, ...]:
+    """The enabled admin aliases as route-table aliases (sync ORM: not for the event loop)."""
+    from .models import Alias as StoredAlias
+
+    rows = StoredAlias.objects.filter(enabled=True).exclude(pk=exclude_pk)
+    return _valid_rows(rows, StoredAlias.to_route_alias, "alias")
+
+
+def read_admin_overrides(exclude_alias_pk=None) -> TableOverrides:
+    """Everything the admin stores over routes.yaml (sync ORM: not for the event loop)."""
+    from .models import DeclaredEndpoint, RouteDefaults
+
+    endpoints = _valid_rows(DeclaredEndpoint.objects.filter(enabled=True),
+                            DeclaredEndpoint.to_route_endpoint, "endpoint")
+    try:
+        defaults = RouteDefaults.load().overrides()
+    except RouteTableError as exc:
+        log.error("admin defaults skipped: %s", exc.message)
+        defaults = {}
+    return TableOverrides(aliases=read_admin_aliases(exclude_alias_pk), defaults=defaults,
+                          endpoints=endpoints)
 
 
 def _read_admin_state():
     from django.db import DatabaseError
 
     try:
-        return admin_aliases_signature(), read_admin_aliases()
+        return admin_signature(), read_admin_overrides()
     except DatabaseError as exc:  # not migrated yet: serve the file alone rather than fail
-        log.warning("admin aliases unavailable, serving routes.yaml alone: %s", exc)
-        return None, ()
+        log.warning("admin store unavailable, serving routes.yaml alone: %s", exc)
+        return None, TableOverrides()
 
 
 class RouteRegistry:
@@ -88,11 +111,11 @@ class RouteRegistry:
         self._signature = self._stat()
         self._checked = time.monotonic()
         self._table = read_routes_file(self.path)  # a broken file at start-up raises
-        # The admin aliases: (db signature, aliases), swapped as one reference.
+        # The admin's store: (db signature, TableOverrides), swapped as one reference.
         self._admin: tuple | None = None
         self._admin_checked = float("-inf")
         self._admin_refresh: asyncio.Future | None = None
-        self._merged: tuple = (None, None, None)  # (file table, admin aliases, merged table)
+        self._merged: tuple = (None, None, None)  # (file table, admin overrides, merged table)
 
     def file_table(self) -> RouteTable:
         """The routes.yaml table in force, reloaded first if the file changed since the last look."""
@@ -117,17 +140,22 @@ class RouteRegistry:
         self._admin_checked = time.monotonic()
         return self._merge(self.file_table(), self._admin[1])
 
+    def table_without_alias(self, pk) -> RouteTable:
+        """The effective table as if the admin alias `pk` did not exist (None: as it is), read from the
+        database now: what an edited alias is validated against (sync code)."""
+        return self.file_table().merged_with(read_admin_overrides(exclude_alias_pk=pk))
+
     def export_yaml(self) -> str:
         """The effective table as routes.yaml text (sync: reads the database)."""
         return dump_routes(self.current_table(), EXPORT_HEADER)
 
-    def invalidate_admin_aliases(self):
-        """Make the next request reload the admin aliases (called when one is saved or deleted)."""
+    def invalidate_admin_store(self):
+        """Make the next request reload the admin's store (called when a row is saved or deleted)."""
         self._admin_checked = float("-inf")
         self._admin = None if self._admin is None else (None, self._admin[1])
 
     async def _refresh_admin(self):
-        # One query in flight at a time; requests arriving meanwhile use the aliases they have.
+        # One check in flight at a time; requests arriving meanwhile use the table they have.
         if self._admin_refresh is not None:
             if self._admin is None:
                 await asyncio.shield(self._admin_refresh)
@@ -143,26 +171,26 @@ class RouteRegistry:
             self._admin_refresh = None
 
     def _check_admin(self):
-        """Runs in a worker thread: reload the admin aliases only when the signature moved."""
+        """Runs in a worker thread: reload the admin's store only when the signature moved."""
         from django.db import DatabaseError, close_old_connections
 
         try:
-            signature = admin_aliases_signature()
+            signature = admin_signature()
             if self._admin is None or signature != self._admin[0]:
-                self._admin = (signature, read_admin_aliases())
+                self._admin = (signature, read_admin_overrides())
         except DatabaseError as exc:
-            log.warning("admin aliases not refreshed (%s); %s", exc, "serving routes.yaml alone"
-                        if self._admin is None else "keeping the last ones")
-            self._admin = self._admin or (None, ())
+            log.warning("admin store not refreshed (%s); %s", exc, "serving routes.yaml alone"
+                        if self._admin is None else "keeping the last one")
+            self._admin = self._admin or (None, TableOverrides())
         finally:
             close_old_connections()  # this pool thread serves no request that would do it (CONN_MAX_AGE)
         self._admin_checked = time.monotonic()
 
-    def _merge(self, file_table: RouteTable, admin: tuple[Alias, ...]) -> RouteTable:
+    def _merge(self, file_table: RouteTable, admin: TableOverrides) -> RouteTable:
         cached_file, cached_admin, merged = self._merged
         if cached_file is file_table and cached_admin is admin:
             return merged
-        merged = file_table.with_aliases(admin)
+        merged = file_table.merged_with(admin)
         self._merged = (file_table, admin, merged)
         return merged
 
@@ -204,11 +232,12 @@ def reset_registry():
     _registry = None
 
 
-def admin_alias_changed(sender, **kwargs):
-    """Signal receiver: an admin alias was saved or deleted; reload once the change is committed."""
+def admin_store_changed(sender, **kwargs):
+    """Signal receiver: an admin row (alias, defaults, endpoint) was saved or deleted; reload once the
+    change is committed."""
     from django.db import transaction
 
-    transaction.on_commit(lambda: _registry and _registry.invalidate_admin_aliases())
+    transaction.on_commit(lambda: _registry and _registry.invalidate_admin_store())
 
 
 def source_of(alias: Alias, file_table: RouteTable) -> str:
@@ -216,3 +245,19 @@ def source_of(alias: Alias, file_table: RouteTable) -> str:
     if alias.source != "admin":
         return "file"
     return "admin override" if alias.name in file_table.aliases else "admin"
+
+
+def endpoint_source(endpoint, file_table: RouteTable) -> str:
+    """Where an effective endpoint comes from: `file`, `admin`, or `admin override` (of a file one)."""
+    if endpoint.source != "admin":
+        return "file"
+    return "admin override" if endpoint.key in {e.key for e in file_table.endpoints} else "admin"
+
+
+def defaults_sources(overrides: dict) -> dict[str, str]:
+    """For each default, whether the effective value is routes.yaml's or the admin's."""
+    from dataclasses import fields
+
+    from .table import Defaults
+
+    return {spec.name: "admin" if spec.name in overrides else "file" for spec in fields(Defaults)}

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from types import MappingProxyType
-from typing import Mapping
+from typing import Iterable, Mapping
 
 import yaml
 
@@ -133,9 +133,9 @@ class _Validator:
         self.check_keys(top, _TOP_KEYS, "top level")
         defaults = self.defaults(top.get("defaults"), top.key_lines.get("defaults"))
         aliases = self.aliases(top.get("aliases"), top.key_lines.get("aliases"))
-        if defaults.fallback and (defaults.fallback not in aliases or aliases[defaults.fallback].is_pattern):
-            self.fail(f"defaults: 'fallback' must name an alias of this file, got '{defaults.fallback}'",
-                      top["defaults"].key_lines["fallback"])
+        if defaults.fallback:
+            check_fallback(defaults.fallback, aliases, "an alias of this file", self.source,
+                           top["defaults"].key_lines["fallback"])
         endpoints = self.endpoints(top.get("endpoints"), top.key_lines.get("endpoints"))
         return RouteTable(defaults=defaults, aliases=MappingProxyType(aliases), endpoints=endpoints)
 
@@ -157,15 +157,13 @@ class _Validator:
 
     def check_pattern_ties(self, aliases: dict[str, Alias], lines: dict[str, int]):
         """Two patterns with the same literal prefix would both claim the same names."""
-        seen: dict[str, str] = {}
+        seen: list[Alias] = []
         for alias in aliases.values():
-            if not alias.is_pattern:
-                continue
-            other = seen.setdefault(alias.literal_prefix, alias.name)
-            if other != alias.name:
-                self.fail(f"patterns '{other}' (line {lines[other]}) and '{alias.name}' are equally "
-                          f"specific (same literal prefix '{alias.literal_prefix}'): make one more "
-                          f"specific", lines[alias.name])
+            other = tied_pattern(alias, seen)
+            if other is not None:
+                self.fail(pattern_tie_message(alias, f"'{other.name}' (line {lines[other.name]})"),
+                          lines[alias.name])
+            seen.append(alias)
 
     def endpoints(self, value, line: int | None) -> tuple[DeclaredEndpoint, ...]:
         if value is None:
@@ -186,38 +184,16 @@ class _Validator:
 
     def endpoint(self, item, line: int | None) -> tuple[DeclaredEndpoint, int]:
         data = self.mapping(item, "each endpoint", line)
-        where = data.line
         self.check_keys(data, _ENDPOINT_KEYS, "endpoint")
-        method = str(data.get("method", "GET")).upper()
-        if method not in HTTP_METHODS:
-            self.fail(f"endpoint: 'method' must be one of {', '.join(HTTP_METHODS)}", where)
-        path = data.get("path")
-        if not isinstance(path, str) or not path.startswith("/"):
-            self.fail("endpoint: 'path' must be a string starting with '/'", where)
-        if path in RESERVED_PATHS or path.startswith(RESERVED_PREFIXES):
-            self.fail(f"endpoint: '{path}' would shadow the proxy's own API", where)
-        status = data.get("status", 200)
-        if isinstance(status, bool) or not isinstance(status, int) or not 200 <= status <= 599:
-            self.fail("endpoint: 'status' must be an HTTP status between 200 and 599", where)
-        return DeclaredEndpoint(method, path, status, _plain(data.get("json"))), where
+        return endpoint_fields(data, self.source, data.line), data.line
 
     def defaults(self, value, line: int | None) -> Defaults:
         if value is None:
             return Defaults()
         data = self.mapping(value, "defaults", line)
         self.check_keys(data, _DEFAULT_KEYS, "defaults")
-        passthrough = data.get("passthrough", True)
-        if not isinstance(passthrough, bool):
-            self.fail("defaults: 'passthrough' must be true or false", data.key_lines["passthrough"])
-        expose = data.get("expose", "all")
-        if expose not in EXPOSE_MODES:
-            self.fail(f"defaults: 'expose' must be one of {', '.join(EXPOSE_MODES)}, got {expose!r}",
-                      data.key_lines["expose"])
-        fallback = data.get("fallback")
-        if fallback is not None and not isinstance(fallback, str):
-            self.fail("defaults: 'fallback' must be an alias name", data.key_lines["fallback"])
-        return Defaults(ttl=self.ttl(data, "defaults"), passthrough=passthrough,
-                        fallback=normalize_name(fallback) if fallback else None, expose=expose)
+        return Defaults(ttl=self.ttl(data, "defaults"),
+                        **defaults_fields(data, self.source, data.key_lines))
 
     def ttl(self, data: _LineDict, what: str) -> int | None:
         if data.get("ttl") is None:
@@ -276,3 +252,69 @@ def alias_fields(data: Mapping, source: str, lines: Mapping[str, int], what: str
         fail(f"unknown option(s) {', '.join(map(str, unknown))} in 'options'", "options")
     return {"temperature": temperature, "system": system, "system_mode": system_mode,
             "options": MappingProxyType(_plain(dict(options))), "hidden": hidden}
+
+
+def defaults_fields(data: Mapping, source: str, lines: Mapping[str, int]) -> dict:
+    """Validate the defaults `passthrough`, `expose` and `fallback` (its type; whether it names an
+    alias is `check_fallback`'s business). Shared by the YAML loader and the admin's defaults."""
+
+    def fail(message: str, key: str):
+        raise RouteTableError(f"defaults: {message}", source, lines.get(key), key)
+
+    passthrough = data.get("passthrough", True)
+    if not isinstance(passthrough, bool):
+        fail("'passthrough' must be true or false", "passthrough")
+    expose = data.get("expose", "all")
+    if expose not in EXPOSE_MODES:
+        fail(f"'expose' must be one of {', '.join(EXPOSE_MODES)}, got {expose!r}", "expose")
+    fallback = data.get("fallback")
+    if fallback is not None and not isinstance(fallback, str):
+        fail("'fallback' must be an alias name", "fallback")
+    return {"passthrough": passthrough, "expose": expose,
+            "fallback": normalize_name(fallback) if fallback else None}
+
+
+def check_fallback(fallback: str, aliases: Mapping[str, Alias], scope: str, source: str,
+                   line: int | None = None):
+    """The fallback alias must be a concrete alias of `aliases` (`scope` says which ones, for the
+    message): a pattern cannot stand in for a name it does not match."""
+    alias = aliases.get(normalize_name(fallback))
+    if alias is None or alias.is_pattern:
+        raise RouteTableError(f"defaults: 'fallback' must name {scope}, got '{fallback}'", source, line,
+                              "fallback")
+
+
+def tied_pattern(alias: Alias, others: Iterable[Alias]) -> Alias | None:
+    """The pattern among `others` that is exactly as specific as `alias` (the same literal prefix), so
+    that neither could win over the other; None when `alias` is no pattern or nothing ties."""
+    if not alias.is_pattern:
+        return None
+    return next((other for other in others if other.is_pattern and other.name != alias.name
+                 and other.literal_prefix == alias.literal_prefix), None)
+
+
+def pattern_tie_message(alias: Alias, other: str) -> str:
+    return (f"patterns {other} and '{alias.name}' are equally specific (same literal prefix "
+            f"'{alias.literal_prefix}'): make one more specific")
+
+
+def endpoint_fields(data: Mapping, source: str, line: int | None = None,
+                    origin: str = "file") -> DeclaredEndpoint:
+    """Validate one declared endpoint ({method, path, status, json}); shared by the YAML loader and
+    the admin. A path the proxy serves itself (`RESERVED_PATHS`, `RESERVED_PREFIXES`) is refused."""
+
+    def fail(message: str, key: str):
+        raise RouteTableError(f"endpoint: {message}", source, line, key)
+
+    method = str(data.get("method") or "GET").upper()
+    if method not in HTTP_METHODS:
+        fail(f"'method' must be one of {', '.join(HTTP_METHODS)}", "method")
+    path = data.get("path")
+    if not isinstance(path, str) or not path.startswith("/"):
+        fail("'path' must be a string starting with '/'", "path")
+    if path in RESERVED_PATHS or path.startswith(RESERVED_PREFIXES):
+        fail(f"'{path}' would shadow the proxy's own API", "path")
+    status = data.get("status", 200)
+    if isinstance(status, bool) or not isinstance(status, int) or not 200 <= status <= 599:
+        fail("'status' must be an HTTP status between 200 and 599", "status")
+    return DeclaredEndpoint(method, path, status, _plain(data.get("json")), source=origin)

@@ -58,6 +58,12 @@ class DeclaredEndpoint:
     path: str
     status: int = 200
     body: Any = None
+    source: str = "file"
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """What identifies a declaration: an admin one with the same key replaces the file's."""
+        return self.method, self.path
 
 
 @dataclass(frozen=True)
@@ -132,3 +138,23 @@ class RouteTable:
         merged = dict(self.aliases)
         merged.update({a.name: a for a in extra})
         return replace(self, aliases=MappingProxyType(merged))
+
+    def merged_with(self, overrides: "TableOverrides") -> RouteTable:
+        """A new table with the admin's store laid over this one, by one rule for everything: an admin
+        alias replaces the same-named alias, an admin endpoint the same (method, path), and each
+        default the admin sets replaces the file's (unset ones keep the file's value)."""
+        endpoints = {e.key: e for e in self.endpoints}
+        endpoints.update({e.key: e for e in overrides.endpoints})
+        return replace(self.with_aliases(overrides.aliases),
+                       defaults=replace(self.defaults, **dict(overrides.defaults)),
+                       endpoints=tuple(endpoints.values()))
+
+
+@dataclass(frozen=True)
+class TableOverrides:
+    """What the admin stores over routes.yaml: aliases, declared endpoints, and the defaults it sets
+    (field name -> value; a field left out keeps the file's value)."""
+
+    aliases: tuple[Alias, ...] = ()
+    defaults: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    endpoints: tuple[DeclaredEndpoint, ...] = ()

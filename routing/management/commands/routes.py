@@ -5,24 +5,25 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from routing.models import Alias
-from routing.registry import get_registry, source_of
-from routing.routes import RouteTable, RouteTableError, load_routes
-
+from routing.models import Alias, DeclaredEndpoint, RouteDefaults
+from routing.registry import defaults_sources, endpoint_source, get_registry, source_of
+from routing.routes import Defaults, RouteTable, RouteTableError, load_routes
 
 
 class Command(BaseCommand):
-    help = "Show, export or import the route table (routes.yaml merged with the admin's aliases)."
+    help = "Show, export or import the route table (routes.yaml merged with the admin's store)."
 
     def add_arguments(self, parser):
         sub = parser.add_subparsers(dest="action", required=True)
-        sub.add_parser("show", help="the effective aliases and where each comes from")
+        sub.add_parser("show", help="the effective aliases, defaults and endpoints, with their sources")
         export = sub.add_parser("export", help="the effective table as routes.yaml text")
         export.add_argument("--output", "-o", help="write to this file instead of standard output")
-        imported = sub.add_parser("import", help="store a routes.yaml file's aliases in the admin")
+        imported = sub.add_parser("import", help="store a routes.yaml file's aliases, defaults and "
+                                                 "endpoints in the admin")
         imported.add_argument("file", help="a routes.yaml file; it is validated as a whole first")
         imported.add_argument("--replace", action="store_true",
-                              help="also delete admin aliases the file does not name")
+                              help="also delete admin aliases and endpoints the file does not name, "
+                                   "and clear the admin defaults it does not set")
 
     def handle(self, *args, action, **options):
         registry = get_registry()
@@ -33,16 +34,23 @@ class Command(BaseCommand):
     def handle_show(self, registry, **options):
         table = registry.current_table()
         file_table = registry.file_table()
-        rows = [(a.name, a.model, source_of(a, file_table)) for a in table.aliases.values()]
-        widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(("ALIAS", "MODEL"))]
-        self.stdout.write(f"{'ALIAS':<{widths[0]}}  {'MODEL':<{widths[1]}}  SOURCE")
-        for name, model, source in rows:
-            self.stdout.write(f"{name:<{widths[0]}}  {model:<{widths[1]}}  {source}")
-        defaults = table.defaults
-        self.stdout.write(f"\n{len(rows)} aliases; pass-through of other names "
-                          f"{'on' if defaults.passthrough else 'off'}; fallback "
-                          f"{defaults.fallback or 'off'}; model lists show {defaults.expose}; "
-                          f"{len(table.endpoints)} declared endpoints")
+        self.write_columns(("ALIAS", "MODEL", "SOURCE"), [
+            (a.name + (" (pattern)" if a.is_pattern else "") + (" (hidden)" if a.hidden else ""),
+             a.model, source_of(a, file_table)) for a in table.aliases.values()])
+        sources = defaults_sources(RouteDefaults.load().overrides())
+        self.stdout.write("")
+        self.write_columns(("DEFAULT", "VALUE", "SOURCE"), [
+            (name, "off" if getattr(table.defaults, name) is None else str(getattr(table.defaults, name)),
+             source) for name, source in sources.items()])
+        self.stdout.write("")
+        self.write_columns(("ENDPOINT", "STATUS", "SOURCE"), [
+            (f"{e.method} {e.path}", str(e.status), endpoint_source(e, file_table)) for e in table.endpoints])
+        self.stdout.write(f"\n{len(table.aliases)} aliases, {len(table.endpoints)} declared endpoints")
+
+    def write_columns(self, headings: tuple[str, ...], rows: list[tuple[str, ...]]):
+        widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headings)]
+        for row in [headings, *rows]:
+            self.stdout.write("  ".join(f"{cell:<{width}}" for cell, width in zip(row, widths)).rstrip())
 
     def handle_export(self, registry, output=None, **options):
         text = registry.export_yaml()
@@ -61,11 +69,13 @@ class Command(BaseCommand):
             raise CommandError(f"{file}: cannot read: {exc}") from None
         except RouteTableError as exc:
             raise CommandError(str(exc)) from None
-        created, updated, deleted = import_aliases(table, replace)
+        with transaction.atomic():
+            created, updated, deleted = import_aliases(table, replace)
+            endpoints = import_endpoints(table, replace)
+            defaults = import_defaults(table, replace)
         self.stdout.write(f"imported {len(table.aliases)} aliases from {file}: {created} created, "
-                          f"{updated} updated, {deleted} deleted")
-        if table.defaults != RouteTable().defaults:
-            self.stderr.write("note: 'defaults' are not imported (they live in routes.yaml only)")
+                          f"{updated} updated, {deleted} deleted; {endpoints} endpoints; defaults "
+                          f"{', '.join(defaults) or 'unchanged'}")
 
 
 def import_aliases(table: RouteTable, replace: bool = False) -> tuple[int, int, int]:
@@ -77,11 +87,49 @@ def import_aliases(table: RouteTable, replace: bool = False) -> tuple[int, int, 
             created, updated = (created + 1, updated) if stored is None else (created, updated + 1)
             stored = stored or Alias(name=alias.name, description="imported")
             stored.copy_settings(alias)
-            try:
-                stored.full_clean()
-            except ValidationError as exc:
-                raise CommandError(f"alias '{alias.name}': {exc.messages[0]}") from None
+            _full_clean(stored, f"alias '{alias.name}'")
             stored.save()
         if replace:
             deleted, _ = Alias.objects.exclude(name__in=list(table.aliases)).delete()
     return created, updated, deleted
+
+
+def _full_clean(row, what: str):
+    try:
+        row.full_clean()
+    except ValidationError as exc:
+        raise CommandError(f"{what}: {exc.messages[0]}") from None
+
+
+def import_endpoints(table: RouteTable, replace: bool = False) -> int:
+    """Store the table's declared endpoints in the admin (same method and path: updated)."""
+    for endpoint in table.endpoints:
+        stored = (DeclaredEndpoint.objects.filter(method=endpoint.method, path=endpoint.path).first()
+                  or DeclaredEndpoint(method=endpoint.method, path=endpoint.path, description="imported"))
+        stored.status, stored.body, stored.enabled = endpoint.status, endpoint.body, True
+        _full_clean(stored, f"endpoint {endpoint.method} {endpoint.path}")
+        stored.save()
+    if replace:
+        kept = {e.key for e in table.endpoints}
+        for stored in DeclaredEndpoint.objects.all():
+            if (stored.method, stored.path) not in kept:
+                stored.delete()
+    return len(table.endpoints)
+
+
+def import_defaults(table: RouteTable, replace: bool = False) -> list[str]:
+    """Store the defaults the file sets (those not at their built-in value) as the admin's override;
+    with `replace`, the others are cleared (back to routes.yaml's). Returns the names stored."""
+    stored = RouteDefaults.load()
+    built_in = Defaults()
+    changed = [name for name in ("fallback", "expose", "passthrough", "ttl")
+               if getattr(table.defaults, name) != getattr(built_in, name)]
+    for name in ("fallback", "expose", "passthrough", "ttl"):
+        if name in changed:
+            setattr(stored, name, getattr(table.defaults, name))
+        elif replace:
+            setattr(stored, name, "" if name in ("fallback", "expose") else None)
+    if changed or replace:
+        _full_clean(stored, "defaults")
+        stored.save()
+    return changed
