@@ -7,3 +7,7 @@ class RoutingConfig(AppConfig):
 
     def ready(self):
         from . import checks  # noqa: F401  (registers the routes.yaml system check)
+        from .metrics import observe
+        from .observers import register
+
+        register(observe)

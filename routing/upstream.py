@@ -65,6 +65,12 @@ class Upstream:
                 raise
         return response
 
+    async def ping(self, timeout: float):
+        """Raise a ProxyError unless LM Studio answers its cheapest call within `timeout` seconds."""
+        async with self.mapped_errors():
+            response = await self.client.get("/v1/models", timeout=timeout)
+        check_response(response)
+
     async def json(self, method: str, path: str, body: dict | None = None, *, model: str = "") -> dict:
         """A whole JSON response, status checked."""
         response = await self.open(method, path, body, model=model)
@@ -136,6 +142,11 @@ def error_message(body) -> str:
     return str(body)
 
 
+# How LM Studio says a model is not loaded and JIT loading is off. Real LM Studio (when nothing is
+# loaded): "No models loaded. Please load a model in the developer page or use the 'lms load' command."
+NOT_LOADED_SIGNS = ("not loaded", "no models loaded", "lms load", "jit")
+
+
 def check_response(response: httpx.Response, model: str = ""):
     """Raise the right ProxyError for an LM Studio error answer (including 200 + `{"error": ...}`)."""
     try:
@@ -150,13 +161,14 @@ def check_response(response: httpx.Response, model: str = ""):
     lowered = message.lower()
     if code == "model_not_found" or (response.status_code == 404 and "model" in lowered):
         raise ModelNotFound(model or "?")
-    if "not loaded" in lowered or "jit" in lowered:
+    if any(sign in lowered for sign in NOT_LOADED_SIGNS):
         raise ModelNotLoaded(f"model '{model}' is not loaded in LM Studio and it will not load it on "
                              f"demand: run `lms load {model}` or enable Just-In-Time loading in "
                              f"LM Studio's server settings ({message})")
     if "unexpected endpoint" in lowered:
         raise UpstreamError(f"this LM Studio does not serve {response.request.url.path}: {message}")
-    status = response.status_code if response.status_code >= 400 else 502
+    # LM Studio's 4xx are about the request and are passed on; its failures are the proxy's 502.
+    status = response.status_code if 400 <= response.status_code < 500 else 502
     raise UpstreamError(f"LM Studio: {message}", status=status)
 
 

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import ops, views
 
 urlpatterns = [
     path("", views.root),
@@ -12,4 +12,7 @@ urlpatterns = [
     path("v1/models", views.v1_models),
     path("v1/chat/completions", views.v1_chat),
     path("v1/completions", views.v1_completions),
+    path("health", ops.health),
+    path("ready", ops.ready),
+    path("metrics", ops.prometheus_metrics),
 ]

@@ -5,3 +5,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("routing.urls")),
 ]
+
+# JSON errors in the client's dialect on API paths; Django's own pages elsewhere. Never a traceback.
+handler404 = "routing.ops.not_found"
+handler500 = "routing.ops.server_error"
