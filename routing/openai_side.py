@@ -6,8 +6,12 @@ the request log (and hidden again if the client did not ask for it).
 from __future__ import annotations
 
 from .errors import BadRequest
+from .overrides import check_params
 from .exchange import Timing
 from .ollama_response import Answer
+
+
+ROLES = ("system", "user", "assistant", "tool", "developer")
 
 
 def check_chat(body: dict) -> dict:
@@ -16,8 +20,11 @@ def check_chat(body: dict) -> dict:
     if not isinstance(messages, list) or not messages:
         raise BadRequest("messages must be a non-empty list")
     for i, msg in enumerate(messages):
-        if not isinstance(msg, dict) or not isinstance(msg.get("role"), str):
-            raise BadRequest(f"messages[{i}].role is required")
+        if not isinstance(msg, dict) or msg.get("role") not in ROLES:
+            role = msg.get("role") if isinstance(msg, dict) else None
+            raise BadRequest(f"messages[{i}].role must be one of {', '.join(ROLES)}, got {role!r}")
+    if body.get("tools") is not None and not isinstance(body["tools"], list):
+        raise BadRequest("tools must be a list")
     return _with_usage(body)
 
 
@@ -29,6 +36,10 @@ def check_completion(body: dict) -> dict:
 
 
 def _with_usage(body: dict) -> dict:
+    """The body checked for the fields every request shares, with usage asked for when streamed."""
+    check_params(body)
+    if body.get("stream_options") is not None and not isinstance(body["stream_options"], dict):
+        raise BadRequest("stream_options must be an object")
     if body.get("stream"):
         options = dict(body.get("stream_options") or {})
         options["include_usage"] = True

@@ -74,8 +74,16 @@ class Upstream:
     async def json(self, method: str, path: str, body: dict | None = None, *, model: str = "") -> dict:
         """A whole JSON response, status checked."""
         response = await self.open(method, path, body, model=model)
-        await response.aclose()
-        return orjson.loads(response.content)
+        try:
+            async with self.mapped_errors():
+                await response.aread()
+        finally:
+            await response.aclose()
+        try:
+            return orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            raise UpstreamError(f"LM Studio sent an unreadable answer to {path}: "
+                                f"{response.content[:200]!r}") from None
 
     async def events(self, response: httpx.Response) -> AsyncIterator[dict]:
         """The JSON events of an SSE response, parsed once, until `[DONE]`. Closes the response."""

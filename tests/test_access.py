@@ -4,25 +4,12 @@ import pytest
 from django.test import AsyncClient
 
 from routing import observers
+from tests.api_endpoints import API_ENDPOINTS, PUBLIC_PATHS
 from tests.upstream_stubs import healthy_lmstudio
 
 pytestmark = pytest.mark.anyio
 
 KEY = "s3cret-key-0123456789"
-
-# Every endpoint served, with a body good enough to succeed. Add new endpoints here: the auth, fuzz
-# and e2e tests enumerate this one list.
-API_ENDPOINTS = [
-    ("GET", "/api/tags", None),
-    ("POST", "/api/show", {"model": "coder"}),
-    ("POST", "/api/chat", {"model": "coder", "messages": [{"role": "user", "content": "hi"}]}),
-    ("POST", "/api/generate", {"model": "coder", "prompt": "hi"}),
-    ("GET", "/v1/models", None),
-    ("POST", "/v1/chat/completions", {"model": "coder", "messages": [{"role": "user", "content": "hi"}]}),
-    ("POST", "/v1/completions", {"model": "coder", "prompt": "hi"}),
-    ("GET", "/metrics", None),
-]
-PUBLIC = ["/", "/api/version", "/health"]
 
 
 @pytest.fixture
@@ -60,7 +47,7 @@ async def test_every_api_endpoint_answers_with_the_right_key(locked, method, pat
     assert response.status_code == 200, response.content[:300]
 
 
-@pytest.mark.parametrize("path", PUBLIC)
+@pytest.mark.parametrize("path", PUBLIC_PATHS)
 async def test_public_paths_need_no_key(locked, path):
     assert (await call("GET", path)).status_code == 200
 
