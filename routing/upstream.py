@@ -42,6 +42,9 @@ class Upstream:
         except httpx.TimeoutException as exc:
             raise UpstreamTimeout(f"LM Studio at {self.base_url} did not answer in time") from exc
         except httpx.TransportError as exc:
+            if _closed_by_peer(exc):
+                raise UpstreamUnavailable(f"LM Studio at {self.base_url} closed the connection before "
+                                          f"the answer was complete") from exc
             raise UpstreamUnavailable(f"connection to LM Studio at {self.base_url} failed: "
                                       f"{exc or type(exc).__name__}") from exc
 
@@ -59,7 +62,7 @@ class Upstream:
             try:
                 if response.status_code >= 400 or "json" in response.headers.get("content-type", ""):
                     await response.aread()
-                    check_response(response, model)
+                    check_response(response, model, (body or {}).get("model", ""))
             except BaseException:
                 await response.aclose()
                 raise
@@ -155,8 +158,11 @@ def error_message(body) -> str:
 NOT_LOADED_SIGNS = ("not loaded", "no models loaded", "lms load", "jit")
 
 
-def check_response(response: httpx.Response, model: str = ""):
-    """Raise the right ProxyError for an LM Studio error answer (including 200 + `{"error": ...}`)."""
+def check_response(response: httpx.Response, model: str = "", upstream_model: str = ""):
+    """Raise the right ProxyError for an LM Studio error answer (including 200 + `{"error": ...}`).
+
+    `model` is the name the client asked for; `upstream_model` the LM Studio id it was sent as.
+    """
     try:
         body = orjson.loads(response.content) if response.content else {}
     except orjson.JSONDecodeError:
@@ -170,8 +176,9 @@ def check_response(response: httpx.Response, model: str = ""):
     if code == "model_not_found" or (response.status_code == 404 and "model" in lowered):
         raise ModelNotFound(model or "?")
     if any(sign in lowered for sign in NOT_LOADED_SIGNS):
+        lm_id = upstream_model or model
         raise ModelNotLoaded(f"model '{model}' is not loaded in LM Studio and it will not load it on "
-                             f"demand: run `lms load {model}` or enable Just-In-Time loading in "
+                             f"demand: run `lms load {lm_id}` or enable Just-In-Time loading in "
                              f"LM Studio's server settings ({message})")
     if "unexpected endpoint" in lowered:
         raise UpstreamError(f"this LM Studio does not serve {response.request.url.path}: {message}")
