@@ -160,3 +160,23 @@ def test_a_client_that_leaves_cancels_the_upstream_request_and_is_recorded(proxy
     assert wait_for(lambda: fake_lm.stats() == {"open_streams": 0, "closed_by_client": 1}, timeout=5)
     assert wait_for(lambda: disconnected() == before + 1)
     assert sample(httpx.get(f"{proxy.url}/metrics").text, "proxy_open_streams") == 0
+
+
+def test_a_body_over_the_limit_is_a_413_under_daphne(fake_lm, lmstudio_port, tmp_path):
+    limit = 64 * 1024
+    server = start_proxy(tmp_path, f"http://127.0.0.1:{lmstudio_port}", MAX_REQUEST_BYTES=limit)
+    raw = orjson.dumps({**CHAT, "messages": [{"role": "user", "content": "x" * limit}]})
+    try:
+        for path in ("/api/chat", "/v1/chat/completions", "/api/show"):
+            for chunked in (False, True):  # chunked: no Content-Length, the pipeline measures the body
+                content = iter([raw[i:i + 4096] for i in range(0, len(raw), 4096)]) if chunked else raw
+                r = httpx.post(f"{server.url}{path}", content=content, timeout=30,
+                               headers={"Content-Type": "application/json"})
+                assert r.status_code == 413, (path, chunked, r.content[:200])
+                error = r.json()["error"]
+                assert "too large" in (error["message"] if path.startswith("/v1/") else error)
+        small = httpx.post(f"{server.url}/api/chat", json={**CHAT, "stream": False}, timeout=30)
+        assert small.status_code == 200
+    finally:
+        stop(server.proc)
+    assert [r["path"] for r in fake_lm.requests()] == ["/v1/chat/completions"]  # only the small one
