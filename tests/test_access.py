@@ -117,3 +117,29 @@ def test_the_upstream_client_only_takes_paths():
     request = upstream.client.build_request("POST", "/v1/chat/completions")
     assert str(request.url) == "http://127.0.0.1:9/v1/chat/completions"
     assert isinstance(upstream.client, httpx.AsyncClient)
+
+
+@pytest.mark.e2e
+def test_the_official_clients_work_with_the_key_under_daphne(fake, tmp_path):
+    import ollama
+    import openai
+
+    from tests.conftest import start_proxy, stop
+
+    server = start_proxy(tmp_path, fake.url, API_KEY=KEY)
+    try:
+        good = openai.OpenAI(base_url=f"{server.url}/v1", api_key=KEY, max_retries=0)
+        reply = good.chat.completions.create(model="coder", messages=[{"role": "user", "content": "hi"}])
+        assert reply.choices[0].message.content.endswith("You said: hi")
+        with pytest.raises(openai.AuthenticationError):
+            openai.OpenAI(base_url=f"{server.url}/v1", api_key="wrong", max_retries=0).models.list()
+        client = ollama.Client(host=server.url, headers={"Authorization": f"Bearer {KEY}"})
+        assert client.chat(model="coder", messages=[{"role": "user", "content": "hi"}]).message.content
+        with pytest.raises(ollama.ResponseError) as info:
+            ollama.Client(host=server.url).list()
+        assert info.value.status_code == 401
+        assert httpx.get(f"{server.url}/api/version").status_code == 200
+        sent = fake.requests("/v1/chat/completions")
+        assert len(sent) == 2 and all(KEY not in str(r["headers"]) for r in sent)
+    finally:
+        stop(server.proc)
