@@ -228,10 +228,13 @@ CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first
                   "--disable-dev-shm-usage"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
     """Debian's headless Chromium driven by Playwright (no browser download). On CI a missing
-    Chromium fails the run; on a developer machine it skips the browser tests."""
+    Chromium fails the run; on a developer machine it skips the browser tests.
+
+    Module-scoped: Playwright's sync API marks its event loop as running in the main thread while it
+    is open, which would break every later asyncio test (anyio, asyncio.run) in the session."""
     import shutil
 
     exe = shutil.which("chromium") or "/usr/bin/chromium"

@@ -78,8 +78,8 @@ def test_lmstudio_down_is_a_502_within_the_connect_timeout(tmp_path):
         stop(server.proc)
 
 
-@pytest.mark.parametrize("script", [{"first_token_delay": READ_TIMEOUT * 3},
-                                    {"delay": READ_TIMEOUT * 3, "tokens": 3}])
+@pytest.mark.parametrize("script", [{"first_token_delay": READ_TIMEOUT * 2},
+                                    {"delay": READ_TIMEOUT * 2, "tokens": 3}])
 @pytest.mark.parametrize("stream", [False, True])
 def test_a_slow_lmstudio_is_a_504_after_the_read_timeout(proxy, fake_lm, script, stream):
     fake_lm.script(**script)
