@@ -23,11 +23,13 @@ from .pipeline import json_response
 # Reachable without a key: Ollama's discovery endpoints (clients probe them before anything else)
 # and the liveness/readiness probes (which reveal nothing). /metrics is not public: it names models.
 PUBLIC_PATHS = frozenset({"/", "/api/version", "/health", "/ready"})
-API_PREFIXES = ("/api/", "/v1/", "/metrics")
+API_PREFIXES = ("/api/", "/v1/")
+API_PATHS = frozenset({"/v1", "/metrics"})
 
 
 def is_api_path(path: str) -> bool:
-    return path.startswith(API_PREFIXES) or path == "/v1"
+    """Whether `path` is the API's (key-protected, JSON errors) rather than the admin's or a page."""
+    return path.startswith(API_PREFIXES) or path in API_PATHS
 
 
 def presented_key(request: HttpRequest) -> str:

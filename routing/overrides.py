@@ -28,7 +28,7 @@ OPTION_PARAMS = {
 # The values of LM Studio's sampling parameters that make sense (inclusive; None = unbounded). Wider
 # than the usual ranges, so that only absurd values are refused; integers are needed where noted.
 PARAM_BOUNDS = {
-    "max_tokens": (int, 0, 2 ** 31 - 1),
+    "max_tokens": (int, -1, 2 ** 31 - 1),     # LM Studio reads -1 as "no limit"
     "temperature": (float, 0, 100),
     "top_p": (float, 0, 1),
     "min_p": (float, 0, 1),
@@ -46,12 +46,12 @@ def check_params(params: Mapping[str, Any], prefix: str = "", names: Mapping[str
     sent it (`prefix` + its name, through `names` for Ollama's option names)."""
     names = names or {}
     for param, value in params.items():
+        if value is None or (param not in PARAM_BOUNDS and param != "stop"):
+            continue
         field = prefix + names.get(param, param)
         if param == "stop":
             if not isinstance(value, (list, str)) or not all(isinstance(s, str) for s in value):
                 raise BadRequest(f"{field} must be a string or a list of strings")
-            continue
-        if param not in PARAM_BOUNDS or value is None:
             continue
         kind, low, high = PARAM_BOUNDS[param]
         if isinstance(value, bool) or not isinstance(value, (int, float)):
