@@ -1,9 +1,8 @@
 """Property-based fuzzing of every API endpoint: no input makes the proxy answer 5xx, a traceback, or hang.
 
-In-process (Django's async test client, LM Studio faked by respx, many examples) the fake upstream is
-also told to fail in the ways LM Studio does; only then may the proxy answer 502/504. End to end (the
-real server under Daphne and the fake LM Studio process) a smaller budget runs against a healthy
-upstream: zero 5xx. Budgets are fixed and examples derandomized, so CI runs the same inputs each time.
+In-process (Django's async test client, LM Studio faked by respx, many examples) and end to end (the
+real server under Daphne and the fake LM Studio process, a smaller budget) the fake upstream is also
+told to fail in the ways LM Studio does; only then may the proxy answer 502/504, never another 5xx. Budgets are fixed and examples derandomized, so CI runs the same inputs each time.
 """
 from __future__ import annotations
 
@@ -172,18 +171,24 @@ def test_no_body_makes_an_endpoint_fail_in_process(scripted_lmstudio, loop, meth
 # --- end to end, the real server and the fake LM Studio process ---------------------------------
 
 
+# Scripts for the fake LM Studio process (see its /_fake/script): healthy most of the time.
+FAKE_SCRIPTS = [{}, {}, {}, {"status": 500, "error": "CUDA out of memory"}, {"status": 503, "error": "busy"},
+                {"jit": False}, {"tokens": 5, "cut_after": 2}]
+
+
 @pytest.mark.e2e
 @pytest.mark.parametrize("method, path, good", API_ENDPOINTS, ids=endpoint_ids(API_ENDPOINTS))
 def test_no_body_makes_an_endpoint_fail_end_to_end(proxy_server, fake, method, path, good):
     with httpx.Client(base_url=proxy_server.url, timeout=30) as client:
         @FUZZ_E2E
-        @given(raw=raw_bodies(good))
-        def fuzz(raw):
+        @given(raw=raw_bodies(good), script=st.sampled_from(FAKE_SCRIPTS))
+        def fuzz(raw, script):
+            fake.script(**script)
             response = client.request(method, path, content=raw if method == "POST" else None,
                                       headers={"Content-Type": "application/json"})
             FUZZED["e2e"][response.status_code] += 1
             check_answer(path, response.status_code, response.headers.get("content-type", ""),
-                         response.content, set())
+                         response.content, UPSTREAM_STATUSES if script else set())
             if response.status_code == 200 and path in ("/api/chat", "/api/generate"):
                 last = response.content.rstrip(b"\n").rsplit(b"\n", 1)[-1]
                 assert orjson.loads(last).get("done") or "error" in orjson.loads(last)
