@@ -5,7 +5,7 @@ import pytest
 from django.test import AsyncClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from routing import errors
+from routing import errors, observers
 from routing.upstream import check_response
 from tests.upstream_stubs import healthy_lmstudio
 
@@ -142,3 +142,32 @@ def test_lmstudio_error_answers_become_the_right_errors(status, body, kind, http
     with pytest.raises(kind) as info:
         check_response(lmstudio_answer(status, body), "qwen")
     assert info.value.status == http_status and words in info.value.message
+
+
+async def test_a_client_leaving_mid_stream_closes_upstream_and_is_recorded_once():
+    from routing.exchange import DISCONNECTED, Exchange
+    from routing.metrics import OPEN_STREAMS
+    from routing.ollama_response import OllamaTranslator
+    from routing.relay import OLLAMA, relay
+
+    upstream_closed = []
+
+    async def events():
+        try:
+            for i in range(100):
+                yield {"choices": [{"delta": {"content": f"tok{i}"}}]}
+        finally:
+            upstream_closed.append(True)
+
+    seen = []
+    observers.register(seen.append)
+    try:
+        exchange = Exchange(api="ollama", endpoint="/api/chat")
+        stream = relay(events(), [], OllamaTranslator("coder", "chat"), OLLAMA, exchange)
+        assert b"tok0" in await anext(stream)
+        assert OPEN_STREAMS._value.get() == 1
+        await stream.aclose()  # what the server does when the client hangs up
+    finally:
+        observers.unregister(seen.append)
+    assert upstream_closed == [True] and OPEN_STREAMS._value.get() == 0
+    assert seen == [exchange] and exchange.outcome == DISCONNECTED and exchange.status == 499
