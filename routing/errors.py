@@ -77,6 +77,15 @@ class ModelNotLoaded(ProxyError):
     status = 409
 
 
+class MethodNotAllowed(ProxyError):
+    status = 405
+    openai_type = "invalid_request_error"
+
+    def __init__(self, method: str, path: str, allowed: list[str]):
+        super().__init__(f"{method} is not allowed on {path}: use {' or '.join(allowed)}")
+        self.allowed = allowed
+
+
 class NotFound(ProxyError):
     """No such API path."""
 

@@ -171,3 +171,13 @@ async def test_a_client_leaving_mid_stream_closes_upstream_and_is_recorded_once(
         observers.unregister(seen.append)
     assert upstream_closed == [True] and OPEN_STREAMS._value.get() == 0
     assert seen == [exchange] and exchange.outcome == DISCONNECTED and exchange.status == 499
+
+
+@pytest.mark.parametrize("method, path, allowed", [("GET", "/api/chat", "POST"),
+                                                   ("DELETE", "/v1/models", "GET"),
+                                                   ("POST", "/health", "GET, HEAD")])
+async def test_a_wrong_method_is_a_json_405_naming_the_right_ones(method, path, allowed):
+    response = await AsyncClient().generic(method, path)
+    assert response.status_code == 405 and response["Allow"] == allowed
+    error = response.json()["error"]
+    assert f"{method} is not allowed on {path}" in (error["message"] if path.startswith("/v1/") else error)
