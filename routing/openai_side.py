@@ -16,6 +16,7 @@ ROLES = ("system", "user", "assistant", "tool", "developer")
 
 def check_chat(body: dict) -> dict:
     """A /v1/chat/completions body, checked for what the proxy itself relies on."""
+    check_params(body)
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise BadRequest("messages must be a non-empty list")
@@ -30,14 +31,13 @@ def check_chat(body: dict) -> dict:
 
 def check_completion(body: dict) -> dict:
     """A /v1/completions body."""
+    check_params(body)
     if not isinstance(body.get("prompt"), (str, list)):
         raise BadRequest("prompt must be a string or a list of strings")
     return _with_usage(body)
 
 
 def _with_usage(body: dict) -> dict:
-    """The body checked for the fields every request shares, with usage asked for when streamed."""
-    check_params(body)
     if body.get("stream_options") is not None and not isinstance(body["stream_options"], dict):
         raise BadRequest("stream_options must be an object")
     if body.get("stream"):

@@ -233,8 +233,8 @@ def browser():
     """Debian's headless Chromium driven by Playwright (no browser download). On CI a missing
     Chromium fails the run; on a developer machine it skips the browser tests.
 
-    Module-scoped: Playwright's sync API marks its event loop as running in the main thread while it
-    is open, which would break every later asyncio test (anyio, asyncio.run) in the session."""
+    Module-scoped: Playwright's sync API keeps an event loop running while it is open, which async
+    tests in other modules could not share."""
     import shutil
 
     exe = shutil.which("chromium") or "/usr/bin/chromium"
