@@ -1,5 +1,6 @@
 """The API key, public paths, CORS and what never leaks: every API endpoint, in-process."""
 import httpx
+import orjson
 import pytest
 from django.test import AsyncClient
 
@@ -23,7 +24,8 @@ async def call(method, path, body=None, **headers):
     client = AsyncClient()
     if method == "GET":
         return await client.get(path, headers=headers)
-    return await client.post(path, body, content_type="application/json", headers=headers)
+    return await client.generic(method, path, orjson.dumps(body), content_type="application/json",
+                                headers=headers)
 
 
 @pytest.mark.parametrize("method, path, body", API_ENDPOINTS)
