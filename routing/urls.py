@@ -4,6 +4,9 @@ from . import ops, views
 
 urlpatterns = [
     path("", views.root),
+    path("health", ops.health),
+    path("ready", ops.ready),
+    path("metrics", ops.prometheus_metrics),
     path("api/version", views.version),
     path("api/tags", views.tags),
     path("api/show", views.show),
@@ -12,7 +15,4 @@ urlpatterns = [
     path("v1/models", views.v1_models),
     path("v1/chat/completions", views.v1_chat),
     path("v1/completions", views.v1_completions),
-    path("health", ops.health),
-    path("ready", ops.ready),
-    path("metrics", ops.prometheus_metrics),
 ]
