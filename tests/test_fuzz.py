@@ -18,7 +18,7 @@ from django.test import AsyncClient
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from tests.api_endpoints import API_ENDPOINTS
-from tests.upstream_stubs import MODELS, chat_stream, completion_stream, sse
+from tests.upstream_stubs import MODELS, chat_stream, completion_stream, embeddings_answer
 
 UPSTREAM_STATUSES = {502, 504}    # what the proxy may answer when LM Studio fails
 # A deliberate, documented "this cannot be done here" (pull/push/create, a path LM Studio lacks), not a
@@ -130,6 +130,7 @@ def scripted_lmstudio(upstream_mock, routes_file):
 
     upstream_mock.post("/v1/chat/completions").mock(side_effect=answer(chat_stream))
     upstream_mock.post("/v1/completions").mock(side_effect=answer(completion_stream))
+    upstream_mock.post("/v1/embeddings").mock(side_effect=answer(embeddings_answer))
     for path in ("/v1/models", "/api/v0/models"):
         upstream_mock.get(path).mock(side_effect=answer(lambda: httpx.Response(200, json=MODELS)))
     upstream_mock.route().mock(return_value=httpx.Response(200, json={"error": "Unexpected endpoint"}))

@@ -30,10 +30,17 @@ def completion_stream() -> httpx.Response:
     return httpx.Response(200, content=sse(chunk), headers={"Content-Type": "text/event-stream"})
 
 
+def embeddings_answer() -> httpx.Response:
+    return httpx.Response(200, json={"object": "list", "model": "m",
+                                     "usage": {"prompt_tokens": 1, "total_tokens": 1},
+                                     "data": [{"object": "embedding", "index": 0, "embedding": [0.6, 0.8]}]})
+
+
 def healthy_lmstudio(router):
     """Route the endpoints the proxy calls to well-formed answers."""
     router.post("/v1/chat/completions").mock(side_effect=lambda request: chat_stream())
     router.post("/v1/completions").mock(side_effect=lambda request: completion_stream())
+    router.post("/v1/embeddings").mock(side_effect=lambda request: embeddings_answer())
     router.get("/v1/models").mock(return_value=httpx.Response(200, json=MODELS))
     router.get("/api/v0/models").mock(return_value=httpx.Response(200, json=MODELS))
     return router
