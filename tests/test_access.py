@@ -11,6 +11,9 @@ from tests.upstream_stubs import healthy_lmstudio
 pytestmark = pytest.mark.anyio
 
 KEY = "s3cret-key-0123456789"
+# Every path of LM Studio's the proxy may call: fixed, whatever the request says.
+LMSTUDIO_PATHS = {"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models", "/api/v0/models",
+                  "/api/v1/models", "/api/v1/models/load", "/api/v1/models/unload"}
 
 
 @pytest.fixture
@@ -109,7 +112,7 @@ async def test_no_request_field_can_aim_the_proxy_elsewhere(settings, routes_fil
     for sent in upstream_mock.calls:
         url = sent.request.url
         assert (url.scheme, url.host, url.port) == ("http", "lmstudio.test", None)
-        assert url.path in {"/v1/chat/completions", "/v1/completions", "/v1/models", "/api/v0/models"}
+        assert url.path in LMSTUDIO_PATHS, url
 
 
 def test_the_upstream_client_only_takes_paths():
