@@ -182,8 +182,7 @@ def check_response(response: httpx.Response, model: str = "", upstream_model: st
                              f"LM Studio's server settings ({message})")
     if "unexpected endpoint" in lowered:
         raise UpstreamError(f"this LM Studio does not serve {response.request.url.path}: {message}")
-    # LM Studio's 4xx are about the request and are passed on; its failures are the proxy's 502.
-    status = response.status_code if 400 <= response.status_code < 500 else 502
+    status = response.status_code if response.status_code >= 400 else 502
     raise UpstreamError(f"LM Studio: {message}", status=status)
 
 

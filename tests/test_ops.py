@@ -131,8 +131,8 @@ def lmstudio_answer(status, body, path="/v1/chat/completions"):
      errors.ModelNotLoaded, 409, "Just-In-Time"),
     (200, {"error": "Unexpected endpoint or method. (POST /v1/nope)"}, errors.UpstreamError, {501, 502},
      "does not serve"),
-    (500, {"error": {"message": "CUDA out of memory"}}, errors.UpstreamError, 502, "CUDA out of memory"),
-    (503, "not json at all", errors.UpstreamError, 502, "LM Studio"),
+    (500, {"error": {"message": "CUDA out of memory"}}, errors.UpstreamError, 500, "CUDA out of memory"),
+    (503, "not json at all", errors.UpstreamError, 503, "LM Studio"),
     (400, {"error": {"message": "bad temperature"}}, errors.UpstreamError, 400, "bad temperature"),
     (404, {"error": {"message": "gone", "code": "model_not_found"}}, errors.ModelNotFound, 404, "qwen"),
 ])
