@@ -17,3 +17,8 @@ class RoutingConfig(AppConfig):
             label = model._meta.model_name
             post_save.connect(admin_store_changed, sender=model, dispatch_uid=f"routing.{label}.saved")
             post_delete.connect(admin_store_changed, sender=model, dispatch_uid=f"routing.{label}.deleted")
+
+        from .metrics import observe
+        from .observers import register
+
+        register(observe)

@@ -23,6 +23,14 @@ class BadRequest(ProxyError):
     openai_type = "invalid_request_error"
 
 
+class Unauthorized(ProxyError):
+    """A missing or wrong API key (when `API_KEY` is set)."""
+
+    status = 401
+    openai_type = "invalid_request_error"
+    openai_code = "invalid_api_key"
+
+
 class PayloadTooLarge(ProxyError):
     status = 413
     openai_type = "invalid_request_error"
@@ -81,6 +89,27 @@ class ModelNotLoaded(ProxyError):
     """LM Studio has the model but will not load it on demand (JIT loading is off)."""
 
     status = 409
+
+
+class MethodNotAllowed(ProxyError):
+    status = 405
+    openai_type = "invalid_request_error"
+
+    def __init__(self, method: str, path: str, allowed: list[str]):
+        super().__init__(f"{method} is not allowed on {path}: use {' or '.join(allowed)}")
+        self.allowed = allowed
+
+
+class NotFound(ProxyError):
+    """No such API path."""
+
+    status = 404
+    openai_type = "invalid_request_error"
+
+
+def dialect_of(path: str) -> str:
+    """The error dialect a client of `path` expects: "openai" under /v1, "ollama" elsewhere."""
+    return "openai" if path == "/v1" or path.startswith("/v1/") else "ollama"
 
 
 def error_body(exc: ProxyError, dialect: str) -> dict:

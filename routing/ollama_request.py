@@ -11,7 +11,7 @@ import orjson
 
 from .durations import parse_duration, ttl_seconds
 from .errors import BadRequest
-from .overrides import options_to_params
+from .overrides import OLLAMA_NAMES, check_params, options_to_params
 
 ROLES = ("system", "user", "assistant", "tool")
 THINK_LEVELS = ("low", "medium", "high")
@@ -178,7 +178,7 @@ def _common(body: dict) -> dict:
     if not isinstance(options, dict):
         raise BadRequest("options must be an object")
     out = options_to_params(options)
-    _check_params(out)
+    check_params(out, "options: ", OLLAMA_NAMES)
     fmt = response_format(body.get("format"))
     if fmt:
         out["response_format"] = fmt
@@ -186,15 +186,6 @@ def _common(body: dict) -> dict:
     out["stream"] = True
     out["stream_options"] = {"include_usage": True}
     return out
-
-
-def _check_params(params: dict):
-    for name, value in params.items():
-        if name == "stop":
-            if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
-                raise BadRequest("options.stop must be a string or a list of strings")
-        elif isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise BadRequest(f"options: {name} must be a number")
 
 
 def chat_to_openai(body: dict) -> dict:

@@ -6,18 +6,26 @@ the request log (and hidden again if the client did not ask for it).
 from __future__ import annotations
 
 from .errors import BadRequest
+from .overrides import check_params
 from .exchange import Timing
 from .ollama_response import Answer
 
 
+ROLES = ("system", "user", "assistant", "tool", "developer")
+
+
 def check_chat(body: dict) -> dict:
     """A /v1/chat/completions body, checked for what the proxy itself relies on."""
+    check_params(body)
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise BadRequest("messages must be a non-empty list")
     for i, msg in enumerate(messages):
-        if not isinstance(msg, dict) or not isinstance(msg.get("role"), str):
-            raise BadRequest(f"messages[{i}].role is required")
+        if not isinstance(msg, dict) or msg.get("role") not in ROLES:
+            role = msg.get("role") if isinstance(msg, dict) else None
+            raise BadRequest(f"messages[{i}].role must be one of {', '.join(ROLES)}, got {role!r}")
+    if body.get("tools") is not None and not isinstance(body["tools"], list):
+        raise BadRequest("tools must be a list")
     out = _with_usage(body)
     if out.get("max_completion_tokens") is not None and out.get("max_tokens") is None:
         # OpenAI's newer name; LM Studio documents only max_tokens
@@ -27,6 +35,7 @@ def check_chat(body: dict) -> dict:
 
 def check_completion(body: dict) -> dict:
     """A /v1/completions body."""
+    check_params(body)
     if not isinstance(body.get("prompt"), (str, list)):
         raise BadRequest("prompt must be a string or a list of strings")
     return _with_usage(body)

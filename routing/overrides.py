@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from .errors import BadRequest
 from .routes import Alias, Defaults, Route
 
 # Ollama option -> OpenAI/LM Studio parameter, for every option LM Studio understands.
@@ -22,6 +23,43 @@ OPTION_PARAMS = {
     "presence_penalty": "presence_penalty",
     "frequency_penalty": "frequency_penalty",
 }
+
+
+# The values of LM Studio's sampling parameters that make sense (inclusive; None = unbounded). Wider
+# than the usual ranges, so that only absurd values are refused; integers are needed where noted.
+PARAM_BOUNDS = {
+    "max_tokens": (int, -1, 2 ** 31 - 1),     # LM Studio reads -1 as "no limit"
+    "temperature": (float, 0, 100),
+    "top_p": (float, 0, 1),
+    "min_p": (float, 0, 1),
+    "top_k": (int, 0, 2 ** 31 - 1),
+    "seed": (int, -(2 ** 63), 2 ** 64 - 1),
+    "repeat_penalty": (float, 0, 100),
+    "presence_penalty": (float, -100, 100),
+    "frequency_penalty": (float, -100, 100),
+}
+OLLAMA_NAMES = {param: option for option, param in OPTION_PARAMS.items()}
+
+
+def check_params(params: Mapping[str, Any], prefix: str = "", names: Mapping[str, str] | None = None):
+    """Refuse sampling parameters of the wrong type or out of range, naming the field as the client
+    sent it (`prefix` + its name, through `names` for Ollama's option names)."""
+    names = names or {}
+    for param, value in params.items():
+        if value is None or (param not in PARAM_BOUNDS and param != "stop"):
+            continue
+        field = prefix + names.get(param, param)
+        if param == "stop":
+            if not isinstance(value, (list, str)) or not all(isinstance(s, str) for s in value):
+                raise BadRequest(f"{field} must be a string or a list of strings")
+            continue
+        kind, low, high = PARAM_BOUNDS[param]
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise BadRequest(f"{field} must be a number")
+        if kind is int and not isinstance(value, int):
+            raise BadRequest(f"{field} must be a whole number")
+        if not low <= value <= high:
+            raise BadRequest(f"{field} must be between {low} and {high}, got {value}")
 
 
 def options_to_params(options: Mapping[str, Any]) -> dict:

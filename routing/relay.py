@@ -14,6 +14,7 @@ import orjson
 
 from .errors import ProxyError, error_body
 from .exchange import DISCONNECTED, Exchange, Timing
+from .metrics import OPEN_STREAMS
 from .observers import exchange_finished
 from .ollama_response import Answer
 
@@ -56,6 +57,7 @@ async def relay(events: AsyncIterator[dict], first: list[dict], translator: Tran
                 dialect: Dialect, exchange: Exchange) -> AsyncIterator[bytes]:
     """Translate and frame a stream. `first` holds events already read (to check the stream started)."""
     frame, timing = dialect.frame, exchange.timing
+    OPEN_STREAMS.inc()
     try:
         for event in first:
             chunks = translator.feed(event)
@@ -76,6 +78,7 @@ async def relay(events: AsyncIterator[dict], first: list[dict], translator: Tran
         exchange.fail(499, "client disconnected before the answer was complete", DISCONNECTED)
         raise
     finally:
+        OPEN_STREAMS.dec()
         await events.aclose()  # closes the upstream response: LM Studio stops generating
         record_answer(exchange, translator.answer)
         exchange_finished(exchange)

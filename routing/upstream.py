@@ -42,6 +42,9 @@ class Upstream:
         except httpx.TimeoutException as exc:
             raise UpstreamTimeout(f"LM Studio at {self.base_url} did not answer in time") from exc
         except httpx.TransportError as exc:
+            if _closed_by_peer(exc):
+                raise UpstreamUnavailable(f"LM Studio at {self.base_url} closed the connection before "
+                                          f"the answer was complete") from exc
             raise UpstreamUnavailable(f"connection to LM Studio at {self.base_url} failed: "
                                       f"{exc or type(exc).__name__}") from exc
 
@@ -59,17 +62,31 @@ class Upstream:
             try:
                 if response.status_code >= 400 or "json" in response.headers.get("content-type", ""):
                     await response.aread()
-                    check_response(response, model)
+                    check_response(response, model, (body or {}).get("model", ""))
             except BaseException:
                 await response.aclose()
                 raise
         return response
 
+    async def ping(self, timeout: float):
+        """Raise a ProxyError unless LM Studio answers its cheapest call within `timeout` seconds."""
+        async with self.mapped_errors():
+            response = await self.client.get("/v1/models", timeout=timeout)
+        check_response(response)
+
     async def json(self, method: str, path: str, body: dict | None = None, *, model: str = "") -> dict:
         """A whole JSON response, status checked."""
         response = await self.open(method, path, body, model=model)
-        await response.aclose()
-        return orjson.loads(response.content)
+        try:
+            async with self.mapped_errors():
+                await response.aread()
+        finally:
+            await response.aclose()
+        try:
+            return orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            raise UpstreamError(f"LM Studio sent an unreadable answer to {path}: "
+                                f"{response.content[:200]!r}") from None
 
     async def events(self, response: httpx.Response) -> AsyncIterator[dict]:
         """The JSON events of an SSE response, parsed once, until `[DONE]`. Closes the response."""
@@ -136,8 +153,16 @@ def error_message(body) -> str:
     return str(body)
 
 
-def check_response(response: httpx.Response, model: str = ""):
-    """Raise the right ProxyError for an LM Studio error answer (including 200 + `{"error": ...}`)."""
+# How LM Studio says a model is not loaded and JIT loading is off. Real LM Studio (when nothing is
+# loaded): "No models loaded. Please load a model in the developer page or use the 'lms load' command."
+NOT_LOADED_SIGNS = ("not loaded", "no models loaded", "lms load", "jit")
+
+
+def check_response(response: httpx.Response, model: str = "", upstream_model: str = ""):
+    """Raise the right ProxyError for an LM Studio error answer (including 200 + `{"error": ...}`).
+
+    `model` is the name the client asked for; `upstream_model` the LM Studio id it was sent as.
+    """
     try:
         body = orjson.loads(response.content) if response.content else {}
     except orjson.JSONDecodeError:
@@ -150,9 +175,10 @@ def check_response(response: httpx.Response, model: str = ""):
     lowered = message.lower()
     if code == "model_not_found" or (response.status_code == 404 and model and "model" in lowered):
         raise ModelNotFound(model or "?")
-    if "not loaded" in lowered or "jit" in lowered:
+    if any(sign in lowered for sign in NOT_LOADED_SIGNS):
+        lm_id = upstream_model or model
         raise ModelNotLoaded(f"model '{model}' is not loaded in LM Studio and it will not load it on "
-                             f"demand: run `lms load {model}` or enable Just-In-Time loading in "
+                             f"demand: run `lms load {lm_id}` or enable Just-In-Time loading in "
                              f"LM Studio's server settings ({message})")
     if "unexpected endpoint" in lowered or (response.status_code == 404 and not model):
         raise EndpointMissing(f"this LM Studio does not serve {response.request.url.path}: {message}")

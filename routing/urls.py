@@ -1,9 +1,12 @@
 from django.urls import path
 
-from . import views
+from . import ops, views
 
 urlpatterns = [
     path("", views.root),
+    path("health", ops.health),
+    path("ready", ops.ready),
+    path("metrics", ops.prometheus_metrics),
     path("api/version", views.version),
     path("api/tags", views.tags),
     path("api/show", views.show),

@@ -10,11 +10,10 @@ from typing import Mapping
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_http_methods
 
 from . import alias_api, embeddings, model_info, ollama_request, openai_side
 from .catalog import get_catalog
-from .errors import ModelNotFound, NotSupported, ProxyError, error_body
+from .errors import MethodNotAllowed, ModelNotFound, NotSupported, ProxyError, error_body
 from .pipeline import Endpoint, json_response, parse_body, proxy, resolve_route
 from .registry import get_registry
 from .relay import OLLAMA, OPENAI
@@ -35,17 +34,21 @@ V1_EMBEDDINGS = Endpoint("/v1/embeddings", OPENAI, "/v1/embeddings", embeddings.
 
 def api_view(methods: list[str], dialect: str = "ollama"):
     """An async API view: CSRF-exempt (API clients carry no cookies), method-checked, and any
-    ProxyError answered in the dialect's error shape."""
+    ProxyError (a wrong method too) answered in the dialect's error shape."""
 
     def decorate(view):
         @csrf_exempt
-        @require_http_methods(methods)
         @functools.wraps(view)
         async def wrapper(request: HttpRequest, *args, **kwargs):
             try:
+                if request.method not in methods:
+                    raise MethodNotAllowed(request.method, request.path, methods)
                 return await view(request, *args, **kwargs)
             except ProxyError as exc:
-                return json_response(error_body(exc, dialect), exc.status)
+                response = json_response(error_body(exc, dialect), exc.status)
+                if isinstance(exc, MethodNotAllowed):
+                    response["Allow"] = ", ".join(methods)
+                return response
 
         return wrapper
 

@@ -17,6 +17,13 @@ SECRET_KEY = env("SECRET_KEY", default="insecure-dev-key-change-me-for-anything-
 DEBUG = env.bool("DEBUG", default=False)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 
+# --- Access --------------------------------------------------------------------------------------
+# When set, every API path needs `Authorization: Bearer <API_KEY>` (see routing/access.py).
+API_KEY = env("API_KEY", default="")
+# Browser origins allowed to call the API (e.g. "http://localhost:3000"); none by default.
+CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
+CORS_URLS_REGEX = r"^/(api/|v1/|v1$|$)"
+
 # --- The proxy ---------------------------------------------------------------------------------
 LMSTUDIO_URL = env("LMSTUDIO_URL", default="http://127.0.0.1:1234").rstrip("/")
 LMSTUDIO_API_KEY = env("LMSTUDIO_API_KEY", default="")
@@ -25,6 +32,8 @@ ROUTES_FILE = Path(env("ROUTES_FILE", default=str(BASE_DIR / "routes.yaml")))
 # happens before the first token.
 UPSTREAM_CONNECT_TIMEOUT = env.float("UPSTREAM_CONNECT_TIMEOUT", default=5.0)
 UPSTREAM_READ_TIMEOUT = env.float("UPSTREAM_READ_TIMEOUT", default=300.0)
+# Seconds /ready waits for LM Studio before it answers 503.
+READY_TIMEOUT = env.float("READY_TIMEOUT", default=2.0)
 UPSTREAM_MAX_CONNECTIONS = env.int("UPSTREAM_MAX_CONNECTIONS", default=256)
 # How long LM Studio's model list is reused before it is fetched again.
 MODEL_LIST_TTL = env.float("MODEL_LIST_TTL", default=10.0)
@@ -42,10 +51,13 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    "corsheaders",
     "routing",
 ]
 
 MIDDLEWARE = [
+    "corsheaders.middleware.CorsMiddleware",  # first: preflights and 401s carry the CORS headers
+    "routing.access.ApiAccessMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

@@ -9,3 +9,7 @@ urlpatterns = [
     # Last: routes.yaml's declared endpoints, and a JSON 404 for everything else.
     re_path(r"^(?P<path>.*)$", declared_endpoint),
 ]
+
+# JSON errors in the client's dialect on API paths; Django's own pages elsewhere. Never a traceback.
+handler404 = "routing.ops.not_found"
+handler500 = "routing.ops.server_error"

@@ -1,0 +1,57 @@
+"""Operational views: liveness, readiness, Prometheus metrics, and JSON error pages for API paths."""
+from __future__ import annotations
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.views import defaults
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from .errors import NotFound, ProxyError, dialect_of, error_body
+from .metrics import REGISTRY
+from .pipeline import json_response
+from .upstream import get_upstream
+from .views import api_view
+
+
+@api_view(["GET", "HEAD"])
+async def health(request: HttpRequest):
+    """Liveness: the process answers. Never calls LM Studio."""
+    return json_response({"status": "ok"})
+
+
+@api_view(["GET", "HEAD"])
+async def ready(request: HttpRequest):
+    """Readiness: LM Studio answers a cheap call within READY_TIMEOUT seconds; 503 otherwise."""
+    try:
+        await get_upstream().ping(settings.READY_TIMEOUT)
+    except ProxyError as exc:
+        return json_response({"status": "unavailable", **error_body(exc, "ollama")}, 503)
+    return json_response({"status": "ready"})
+
+
+@api_view(["GET"])
+async def prometheus_metrics(request: HttpRequest):
+    """The proxy's metrics in Prometheus' text format."""
+    return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)
+
+
+def _is_api(request: HttpRequest) -> bool:
+    from .access import is_api_path
+
+    return is_api_path(request.path)
+
+
+def not_found(request: HttpRequest, exception=None):
+    """handler404: a JSON error in the dialect's shape on API paths, Django's page elsewhere."""
+    if not _is_api(request):
+        return defaults.page_not_found(request, exception)
+    exc = NotFound(f"no such endpoint: {request.method} {request.path}")
+    return json_response(error_body(exc, dialect_of(request.path)), 404)
+
+
+def server_error(request: HttpRequest):
+    """handler500: never a traceback page; a JSON error on API paths (the traceback is logged)."""
+    if not _is_api(request):
+        return defaults.server_error(request)
+    exc = ProxyError("internal error in the proxy (see its log)")
+    return json_response(error_body(exc, dialect_of(request.path)), 500)
