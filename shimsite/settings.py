@@ -55,6 +55,12 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
+# The API paths are served by a lean handler (shimsite/asgi.py) with only API_MIDDLEWARE: API clients
+# carry no cookies or sessions and the views are CSRF-exempt, and every sync middleware above would cost a
+# thread hop per request. API_MIDDLEWARE must be async-native (no process_view/... hooks).
+API_PATH_REGEX = r"^/(api/|v1/|v1$|$)"
+API_MIDDLEWARE = []
+
 ROOT_URLCONF = "shimsite.urls"
 ASGI_APPLICATION = "shimsite.asgi.application"
 
