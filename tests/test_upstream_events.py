@@ -4,12 +4,29 @@ import pytest
 from routing.errors import UpstreamError
 from routing.upstream import _DONE, EventStream, parse_sse_lines
 
-pytestmark = pytest.mark.anyio
 
 
 async def arrived(*batches):
     for batch in batches:
         yield batch
+
+
+async def collect(iterator):
+    return [item async for item in iterator]
+
+
+async def one_then_batches(stream: EventStream):
+    return await anext(stream), await collect(stream.batches())
+
+
+def run(coroutine):
+    """Run a coroutine that never suspends (everything here is in memory) without an event loop,
+    which the session's browser fixture may already be running on this thread."""
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return done.value
+    raise AssertionError("the coroutine suspended")
 
 
 @pytest.mark.parametrize("lines, events, end", [
@@ -27,12 +44,11 @@ def test_an_error_event_ends_the_batch_after_the_events_before_it():
     assert isinstance(end, UpstreamError) and "boom" in end.message
 
 
-async def test_it_yields_single_events_in_order_across_batches():
+def test_it_yields_single_events_in_order_across_batches():
     stream = EventStream(arrived([{"a": 1}, {"a": 2}], [{"a": 3}]))
-    assert [event async for event in stream] == [{"a": 1}, {"a": 2}, {"a": 3}]
+    assert run(collect(stream)) == [{"a": 1}, {"a": 2}, {"a": 3}]
 
 
-async def test_batches_start_with_the_events_left_over_from_single_reads():
+def test_batches_start_with_the_events_left_over_from_single_reads():
     stream = EventStream(arrived([{"a": 1}, {"a": 2}], [{"a": 3}]))
-    assert await anext(stream) == {"a": 1}
-    assert [batch async for batch in stream.batches()] == [[{"a": 2}], [{"a": 3}]]
+    assert run(one_then_batches(stream)) == ({"a": 1}, [[{"a": 2}], [{"a": 3}]])
