@@ -10,8 +10,13 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "shimsite.settings")
 django_asgi_app = get_asgi_application()
 
-from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402  (needs Django set up)
+from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set up)
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+from django.urls import path  # noqa: E402
+
+from adminui.consumers import HistoryConsumer  # noqa: E402
 
 from routing.registry import get_registry  # noqa: E402
 from routing.routes import RouteTableError  # noqa: E402
@@ -21,9 +26,11 @@ try:  # refuse to start on a broken routes file, and say why in one line
 except RouteTableError as exc:
     sys.exit(f"error: {exc}")
 
-websocket_urlpatterns = []
+websocket_urlpatterns = [
+    path("ws/history/", HistoryConsumer.as_asgi()),
+]
 
 application = ProtocolTypeRouter({
     "http": ASGIStaticFilesHandler(django_asgi_app),
-    "websocket": URLRouter(websocket_urlpatterns),
+    "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
 })

@@ -1,0 +1,51 @@
+"""Live history: each written batch of log rows is broadcast to the `request-history` Channels group.
+
+The writer thread renders each row's table HTML once (the same `_row.html` the list page uses), and
+schedules the `group_send` on the server's event loop, the loop the channel layer belongs to.
+"""
+from __future__ import annotations
+
+import asyncio
+
+from channels.layers import get_channel_layer
+from django.template.loader import render_to_string
+
+from .models import RequestLog
+
+GROUP = "request-history"
+MESSAGE_TYPE = "history.rows"
+
+
+def live_row(row: dict) -> dict:
+    """What a consumer needs to filter a row and show it (plain values: channels_redis uses msgpack)."""
+    log = RequestLog(**row)
+    return {
+        "html": render_to_string("adminui/_row.html", {"log": log}),
+        "request_id": log.request_id,
+        "alias": log.alias,
+        "requested_model": log.requested_model,
+        "upstream_model": log.upstream_model,
+        "api": log.api,
+        "status": log.status,
+    }
+
+
+class Broadcaster:
+    """Called by the writer after each batch. `loop` is set by the observer (it runs on that loop)."""
+
+    def __init__(self):
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def remember_loop(self):
+        if self.loop is None:
+            try:
+                self.loop = asyncio.get_running_loop()
+            except RuntimeError:  # called outside any loop (a sync test): nothing to broadcast to
+                pass
+
+    def __call__(self, batch: list[dict]):
+        loop, layer = self.loop, get_channel_layer()
+        if loop is None or loop.is_closed() or layer is None:
+            return
+        message = {"type": MESSAGE_TYPE, "rows": [live_row(row) for row in batch]}
+        asyncio.run_coroutine_threadsafe(layer.group_send(GROUP, message), loop)
