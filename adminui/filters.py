@@ -15,19 +15,20 @@ class HistoryFilter(forms.Form):
     alias = forms.CharField(required=False, max_length=200)
     model = forms.CharField(required=False, max_length=200, help_text="LM Studio model id")
     api = forms.ChoiceField(required=False, choices=[("", "any API"), ("ollama", "Ollama"), ("openai", "OpenAI")])
-    errors = forms.BooleanField(required=False, label="errors only")
+    status = forms.ChoiceField(required=False, choices=[("", "any status"), ("error", "errors only"),
+                                                        ("ok", "answered only")])
     last = forms.ChoiceField(required=False, choices=[("", "any time")] + [(k, f"last {k}") for k in LAST])
     since = forms.DateTimeField(required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
     until = forms.DateTimeField(required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
     q = forms.CharField(required=False, max_length=200, label="search in bodies")
-    before = forms.CharField(required=False)   # keyset cursors: "<started_at iso>|<id>"
+    before = forms.CharField(required=False)   # keyset cursors (see `cursor`)
     after = forms.CharField(required=False)
 
     def clean_before(self):
-        return parse_cursor(self.cleaned_data["before"], "before")
+        return parse_cursor(self.cleaned_data["before"])
 
     def clean_after(self):
-        return parse_cursor(self.cleaned_data["after"], "after")
+        return parse_cursor(self.cleaned_data["after"])
 
     def apply(self, qs: QuerySet, now: datetime | None = None) -> QuerySet:
         """`qs` narrowed by every filter (not the cursor)."""
@@ -38,8 +39,8 @@ class HistoryFilter(forms.Form):
             qs = qs.filter(upstream_model=data["model"])
         if data["api"]:
             qs = qs.filter(api=data["api"])
-        if data["errors"]:
-            qs = qs.filter(status__gte=400)
+        if data["status"]:
+            qs = qs.filter(status__gte=400) if data["status"] == "error" else qs.filter(status__lt=400)
         if data["last"]:
             qs = qs.filter(started_at__gte=(now or datetime.now(timezone.utc)) - LAST[data["last"]])
         if data["since"]:
@@ -63,21 +64,26 @@ class HistoryFilter(forms.Form):
         return ((not data["alias"] or row["alias"] == data["alias"])
                 and (not data["model"] or row["upstream_model"] == data["model"])
                 and (not data["api"] or row["api"] == data["api"])
-                and (not data["errors"] or row["status"] >= 400))
+                and (not data["status"] or (row["status"] >= 400) == (data["status"] == "error")))
 
 
-def parse_cursor(value: str, field: str) -> tuple[datetime, int] | None:
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+MICROSECOND = timedelta(microseconds=1)
+
+
+def parse_cursor(value: str) -> tuple[datetime, int] | None:
     if not value:
         return None
     try:
-        at, pk = value.rsplit("|", 1)
-        return datetime.fromisoformat(at), int(pk)
-    except ValueError:
-        raise forms.ValidationError(f"{field}: not a page cursor") from None
+        micros, pk = value.split("_")
+        return EPOCH + int(micros) * MICROSECOND, int(pk)
+    except (ValueError, OverflowError):
+        raise forms.ValidationError("not a page cursor") from None
 
 
 def cursor(log) -> str:
-    return f"{log.started_at.isoformat()}|{log.pk}"
+    """A row's place in the list, URL-safe: "<microseconds since the epoch>_<id>"."""
+    return f"{(log.started_at - EPOCH) // MICROSECOND}_{log.pk}"
 
 
 def page(qs: QuerySet, before=None, after=None) -> tuple[list, str | None, str | None]:
