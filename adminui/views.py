@@ -47,9 +47,12 @@ def _distinct(field: str) -> list[str]:
 def detail(request: HttpRequest, request_id: str):
     log = get_object_or_404(RequestLog, request_id=request_id)
     request_body = conversation.parse_json(log.request_body)
+    # The conversation as LM Studio saw it (alias system prompt included), else as the client sent it.
+    messages = (conversation.conversation(conversation.parse_json(log.upstream_body))
+                or conversation.conversation(request_body))
     return render(request, "adminui/detail.html", {
         "log": log,
-        "messages": conversation.conversation(request_body),
+        "messages": messages,
         "answer": conversation.answer(log.response_text, log.thinking, log.tool_calls),
         "curl": conversation.curl_command(request.build_absolute_uri("/"), log.endpoint, log.request_body),
         "body_cut": bool(log.request_body) and request_body is None,
