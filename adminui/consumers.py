@@ -7,7 +7,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 import orjson
 
 from .filters import HistoryFilter
-from .live import GROUP
+from .live import GROUP, broadcaster
 
 
 class HistoryConsumer(AsyncWebsocketConsumer):
@@ -24,10 +24,15 @@ class HistoryConsumer(AsyncWebsocketConsumer):
             await self.close(code=4400)
             return
         await self.channel_layer.group_add(GROUP, self.channel_name)
+        self.listening = True
+        broadcaster.listeners += 1
         await self.accept()
 
     async def disconnect(self, code):
-        await self.channel_layer.group_discard(GROUP, self.channel_name)
+        if getattr(self, "listening", False):
+            self.listening = False
+            broadcaster.listeners -= 1
+            await self.channel_layer.group_discard(GROUP, self.channel_name)
 
     async def history_rows(self, event):
         """A batch written by the request log (`live.Broadcaster`)."""

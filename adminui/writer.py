@@ -7,8 +7,9 @@ A daemon thread rather than an asyncio task, because:
 - the event loop never runs any of it: `put` is a lock-protected append, it never waits;
 - it outlives the event loop, so the `atexit` flush still works after Daphne's reactor has stopped.
 
-Rows are batched naturally: the thread takes whatever has queued up (up to `batch_max`) each time it
-writes, so under load a batch is large and in a quiet period each request is written at once.
+Rows are batched: when a row arrives the thread waits `linger` seconds (50 ms), then writes whatever
+has queued up by then (up to `batch_max`) in one transaction. One wake-up and one commit per batch
+instead of per request: a single-row transaction costs five times more per row than a batch of 64.
 """
 from __future__ import annotations
 
@@ -32,8 +33,9 @@ class LogWriter:
 
     def __init__(self, write_batch: Callable[[Batch], None], after_batch: Callable[[Batch], None] | None = None,
                  batch_max: int = 500, housekeeping: Callable[[], None] | None = None,
-                 housekeeping_every: float = 300.0, retries: int = 3):
+                 housekeeping_every: float = 300.0, retries: int = 3, linger: float = 0.05):
         self.write_batch, self.after_batch = write_batch, after_batch
+        self.linger = linger
         self.batch_max, self.retries = batch_max, retries
         self.housekeeping, self.housekeeping_every = housekeeping, housekeeping_every
         self.written = self.dropped = self.batches = 0
@@ -85,9 +87,11 @@ class LogWriter:
             self._maybe_housekeep()
 
     def _next_batch(self) -> tuple[Batch, bool]:
-        """Wait for one row, then take whatever else is queued, up to batch_max."""
+        """Wait for one row, let others join it for `linger`, then take what is queued, up to batch_max."""
         batch = []
         item = self._queue.get()
+        if self.linger and item is not _STOP:
+            time.sleep(self.linger)  # a sleep, not a timed get: no wake-up per queued row
         while item is not _STOP:
             batch.append(item)
             if len(batch) >= self.batch_max:

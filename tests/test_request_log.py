@@ -116,7 +116,7 @@ def test_the_writer_batches_rows_that_queue_up_while_it_writes():
         release.wait(5)
         written.append(list(batch))
 
-    writer = LogWriter(slow_sink, batch_max=100)
+    writer = LogWriter(slow_sink, batch_max=100, linger=0)
     writer.put({"n": 0})          # the first batch blocks in the sink...
     time.sleep(0.05)
     for n in range(1, 251):       # ...while 250 more rows queue up
@@ -126,6 +126,16 @@ def test_the_writer_batches_rows_that_queue_up_while_it_writes():
     assert [len(b) for b in written] == [1, 100, 100, 50]
     assert [row["n"] for batch in written for row in batch] == list(range(251))
     writer.stop()
+
+
+def test_rows_arriving_together_are_written_in_one_batch():
+    written = []
+    writer = LogWriter(lambda batch: written.append(len(batch)), linger=0.2)
+    for n in range(20):
+        writer.put({"n": n})
+    assert writer.wait_idle(5)
+    writer.stop()
+    assert written == [20]
 
 
 def test_stop_writes_everything_still_queued():
