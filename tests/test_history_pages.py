@@ -1,4 +1,5 @@
 """The history pages (list, filters, keyset pages, detail, overview), the live consumer and the admin."""
+import asyncio
 from datetime import datetime, timedelta, timezone
 
 import orjson
@@ -155,3 +156,29 @@ async def test_the_websocket_pushes_new_rows_matching_the_page_filters(admin_use
 
 def _fields(instance: RequestLog) -> dict:
     return {f.name: getattr(instance, f.name) for f in RequestLog._meta.concrete_fields if f.name != "id"}
+
+
+@pytest.mark.anyio
+async def test_rows_are_rendered_and_sent_only_while_a_history_page_listens(admin_user):
+    from adminui.live import Broadcaster
+
+    layer, sent = get_channel_layer(), []
+    original = layer.group_send
+
+    async def spy(group, message):
+        sent.append(message)
+        await original(group, message)
+
+    layer.group_send = spy
+    try:
+        broadcaster = Broadcaster()
+        broadcaster.remember_loop()
+        broadcaster([_fields(log(1))])
+        await asyncio.sleep(0.05)
+        assert sent == []                      # nobody listening: nothing rendered, nothing sent
+        broadcaster.listeners = 1
+        broadcaster([_fields(log(1))])
+        await asyncio.sleep(0.05)
+        assert len(sent) == 1 and 'data-request-id="req00001"' in sent[0]["rows"][0]["html"]
+    finally:
+        layer.group_send = original
