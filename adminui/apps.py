@@ -9,7 +9,7 @@ class AdminUIConfig(AppConfig):
     def ready(self):
         from routing import observers
 
-        from . import admin  # noqa: F401  (admin site header and links)
+        from . import history_admin  # noqa: F401  (registers RequestLog in the admin)
         from .request_log import record_exchange
 
         if settings.REQUEST_LOG:

@@ -158,3 +158,19 @@ def test_bodies_off_logs_metadata_only(fake_lmstudio, tmp_path):
         stop(server.proc)
     assert row["upstream_model"] == "llama-3.2-1b-instruct" and row["completion_tokens"] > 0
     assert (row["request_body"], row["upstream_body"], row["response_text"]) == ("", "", "")
+
+
+def test_the_writer_prunes_beyond_log_max_rows_on_its_own(fake_lmstudio, tmp_path):
+    server = start_proxy(tmp_path, fake_lmstudio.url, LOG_MAX_ROWS=3, LOG_PRUNE_INTERVAL=0)
+    ids = []
+    try:
+        for i in range(6):
+            response = httpx.post(f"{server.url}/api/generate", timeout=30,
+                                  json={"model": "tiny", "prompt": str(i), "stream": False})
+            ids.append(response.headers["X-Request-Id"])
+            find_log(server, ids[-1])                     # one batch per request: a prune after each
+    finally:
+        stop(server.proc)
+    logged = [row["request_id"] for row in query(
+        server, "SELECT request_id FROM adminui_requestlog ORDER BY started_at")]
+    assert logged == ids[-3:]
