@@ -6,11 +6,14 @@ schedules the `group_send` on the server's event loop, the loop the channel laye
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.template.loader import render_to_string
 
 from .models import RequestLog
+
+log = logging.getLogger("routing.request_log")
 
 GROUP = "request-history"
 MESSAGE_TYPE = "history.rows"
@@ -18,15 +21,15 @@ MESSAGE_TYPE = "history.rows"
 
 def live_row(row: dict) -> dict:
     """What a consumer needs to filter a row and show it (plain values: channels_redis uses msgpack)."""
-    log = RequestLog(**row)
+    entry = RequestLog(**row)
     return {
-        "html": render_to_string("adminui/_row.html", {"log": log}),
-        "request_id": log.request_id,
-        "alias": log.alias,
-        "requested_model": log.requested_model,
-        "upstream_model": log.upstream_model,
-        "api": log.api,
-        "status": log.status,
+        "html": render_to_string("adminui/_row.html", {"log": entry}),
+        "request_id": entry.request_id,
+        "alias": entry.alias,
+        "requested_model": entry.requested_model,
+        "upstream_model": entry.upstream_model,
+        "api": entry.api,
+        "status": entry.status,
     }
 
 
@@ -55,7 +58,13 @@ class Broadcaster:
         if isinstance(layer, InMemoryChannelLayer) and not self.listeners:
             return
         message = {"type": MESSAGE_TYPE, "rows": [live_row(row) for row in batch]}
-        asyncio.run_coroutine_threadsafe(layer.group_send(GROUP, message), loop)
+        future = asyncio.run_coroutine_threadsafe(layer.group_send(GROUP, message), loop)
+        future.add_done_callback(_log_failure)
+
+
+def _log_failure(future):
+    if not future.cancelled() and future.exception() is not None:
+        log.error("live history: broadcasting failed: %s", future.exception())
 
 
 broadcaster = Broadcaster()
