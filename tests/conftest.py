@@ -80,6 +80,16 @@ def routes_file(tmp_path, settings, db):
     reset_registry()
 
 
+@pytest.fixture(autouse=True, scope="session")
+def no_request_log_in_process():
+    """In-process tests do not feed the request log: its writer thread would race the test database.
+    The log's own tests call it directly; end-to-end servers log as in production."""
+    from adminui.request_log import record_exchange
+    from routing import observers
+
+    observers.unregister(record_exchange)
+
+
 # --- processes for end-to-end tests ------------------------------------------------------------
 
 
