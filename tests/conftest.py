@@ -201,6 +201,19 @@ def start_proxy(tmp: Path, lmstudio_url: str, routes: str = E2E_ROUTES, **extra)
     return ProxyServer(url, proc, tmp / "routes.yaml", env)
 
 
+def db_path(server: ProxyServer) -> Path:
+    return Path(server.env["DATABASE_URL"].removeprefix("sqlite:///"))
+
+
+def db_query(server: ProxyServer, sql: str, *params) -> list[dict]:
+    """Rows from a (SQLite) test server's database, read directly."""
+    import sqlite3
+
+    with sqlite3.connect(db_path(server)) as db:
+        db.row_factory = sqlite3.Row
+        return [dict(row) for row in db.execute(sql, params)]
+
+
 @pytest.fixture(scope="session")
 def fake_lmstudio():
     fake = start_fake_lmstudio()

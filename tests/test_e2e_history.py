@@ -2,28 +2,17 @@
 
 Rows are written asynchronously, so every lookup polls the server's SQLite database with a bounded wait.
 """
-import sqlite3
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import orjson
 import pytest
 
 from tests.conftest import start_proxy, stop
+from tests.conftest import db_query as query
 
 pytestmark = pytest.mark.e2e
-
-
-def db_path(server) -> Path:
-    return Path(server.env["DATABASE_URL"].removeprefix("sqlite:///"))
-
-
-def query(server, sql: str, *params) -> list[dict]:
-    with sqlite3.connect(db_path(server)) as db:
-        db.row_factory = sqlite3.Row
-        return [dict(row) for row in db.execute(sql, params)]
 
 
 def find_log(server, request_id: str, timeout: float = 15.0) -> dict:
