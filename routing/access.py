@@ -15,9 +15,10 @@ import hmac
 
 from asgiref.sync import markcoroutinefunction
 from django.conf import settings
+from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest, HttpResponse
 
-from .errors import PayloadTooLarge, ProxyError, Unauthorized, dialect_of, error_body
+from .errors import BadRequest, PayloadTooLarge, ProxyError, Unauthorized, dialect_of, error_body
 from .pipeline import json_response
 
 # Reachable without a key: Ollama's discovery endpoints (clients probe them before anything else)
@@ -46,6 +47,10 @@ def key_matches(presented: str, expected: str) -> bool:
 
 def refusal(request: HttpRequest) -> ProxyError | None:
     """Why this API request may not go further, or None."""
+    try:  # ALLOWED_HOSTS (DNS rebinding): the lean API handler has no CommonMiddleware to check it
+        request.get_host()
+    except DisallowedHost:
+        return BadRequest(f"host not allowed: {request.META.get('HTTP_HOST', '')!r} (add it to ALLOWED_HOSTS)")
     api_key = settings.API_KEY
     if api_key and request.path not in PUBLIC_PATHS and not key_matches(presented_key(request), api_key):
         return Unauthorized("missing or invalid API key: send the header 'Authorization: Bearer <key>'")

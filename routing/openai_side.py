@@ -85,8 +85,3 @@ class OpenAIPassthrough:
 
     def finish(self, timing: Timing) -> list[dict]:
         return []
-
-    def whole(self, body: dict) -> dict:
-        """A non-streamed response, with the client's model name."""
-        self.feed(body)
-        return body

@@ -122,7 +122,8 @@ async def _proxy(request: HttpRequest, endpoint: Endpoint, exchange: Exchange) -
     exchange.requested_model, exchange.upstream_model = requested, route.model
     exchange.alias = route.alias.name if route.alias else ""
 
-    stream = body.get("stream", endpoint.api == "ollama") and endpoint.answer is None
+    stream = body.get("stream")
+    stream = (endpoint.api == "ollama" if stream is None else stream) and endpoint.answer is None
     if not isinstance(stream, bool):
         raise BadRequest("stream must be true or false")
     ttl_sent, ttl = keep_alive_ttl(body) if endpoint.api == "ollama" else client_ttl(body)
@@ -201,11 +202,14 @@ async def _lifecycle(action: str, route, requested: str, endpoint: Endpoint, exc
 async def _whole(events, translator, endpoint: Endpoint, exchange: Exchange) -> HttpResponse:
     """A non-streamed answer: the upstream answer (a stream for Ollama) assembled into one response."""
     last = None
-    async for event in events:
-        chunks = translator.feed(event)
-        if chunks:
-            exchange.timing.mark_first_token()
-            last = chunks[-1]
+    try:
+        async for event in events:
+            chunks = translator.feed(event)
+            if chunks:
+                exchange.timing.mark_first_token()
+                last = chunks[-1]
+    finally:
+        await events.aclose()  # on any failure too: LM Studio stops generating
     exchange.timing.stop()
     record_answer(exchange, translator.answer)
     if endpoint.api == "ollama":

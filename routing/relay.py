@@ -7,6 +7,7 @@ case: the dialect's end marker on success, a last error chunk when the upstream 
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 from typing import AsyncIterator, Callable, Protocol
 
@@ -18,6 +19,8 @@ from .metrics import OPEN_STREAMS
 from .observers import exchange_finished
 from .ollama_response import Answer
 from .upstream import EventStream
+
+log = logging.getLogger(__name__)
 
 
 class Translator(Protocol):
@@ -77,6 +80,11 @@ async def relay(events: EventStream, first: list[dict], translator: Translator,
     except ProxyError as exc:
         exchange.fail(exc.status, exc.message)
         yield dialect.error_frame(exc)
+    except Exception as exc:  # a bug must still end the stream with an error, never just stop
+        log.exception("stream relay failed")
+        failure = ProxyError(f"internal error while relaying the answer: {type(exc).__name__}")
+        exchange.fail(failure.status, failure.message)
+        yield dialect.error_frame(failure)
     except (asyncio.CancelledError, GeneratorExit):
         exchange.fail(499, "client disconnected before the answer was complete", DISCONNECTED)
         raise

@@ -144,6 +144,7 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "loggers": {
+        "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
         "routing": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
         # httpx logs every upstream request at INFO, and Daphne sends INFO to stderr: a line per request,
         # about 3% of the proxy's CPU under load. Failures reach the client and the request log anyway.

@@ -151,3 +151,4 @@ def test_the_official_clients_work_with_the_key_under_daphne(fake, tmp_path):
         assert len(sent) == 2 and all(KEY not in str(r["headers"]) for r in sent)
     finally:
         stop(server.proc)
+

@@ -117,3 +117,8 @@ def test_lmstudio_down_is_a_502_with_a_readable_message(tmp_path):
         assert r.status_code == 502 and "cannot reach LM Studio" in r.json()["error"]
     finally:
         stop(server.proc)
+
+
+def test_the_lean_api_handler_still_checks_allowed_hosts(proxy_server):
+    r = httpx.get(f"{proxy_server.url}/api/tags", headers={"Host": "rebound.example"})
+    assert r.status_code == 400 and "host not allowed" in r.json()["error"]

@@ -164,3 +164,18 @@ async def _lines(response):
     for line in buffer.splitlines():
         if line:
             yield line
+
+
+async def test_an_event_that_is_not_an_object_is_an_upstream_error(upstream_mock, routes_file):
+    upstream_mock.post("/v1/chat/completions").mock(return_value=httpx.Response(
+        200, content=b"data: [1, 2]\n\n", headers={"content-type": "text/event-stream"}))
+    r = await AsyncClient().post("/api/chat", {"model": "coder", "messages": MSGS, "stream": False},
+                                 content_type="application/json")
+    assert r.status_code == 502 and "unexpected event" in orjson.loads(r.content)["error"]
+
+
+async def test_stream_null_means_the_dialects_default(upstream_mock, routes_file):
+    upstream_mock.post("/v1/chat/completions").mock(return_value=stream_reply(delta("Hi", finish="stop")))
+    r = await AsyncClient().post("/api/chat", {"model": "coder", "messages": MSGS, "stream": None},
+                                 content_type="application/json")
+    assert r.status_code == 200 and r.streaming  # Ollama streams unless told not to
