@@ -9,7 +9,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from .errors import NotFound, ProxyError, dialect_of, error_body
 from .metrics import REGISTRY
 from .pipeline import json_response
-from .upstream import get_upstream
+from .backends import get_pool
+from .registry import get_registry
 from .views import api_view
 
 
@@ -21,12 +22,28 @@ async def health(request: HttpRequest):
 
 @api_view(["GET", "HEAD"])
 async def ready(request: HttpRequest):
-    """Readiness: LM Studio answers a cheap call within READY_TIMEOUT seconds; 503 otherwise."""
-    try:
-        await get_upstream().ping(settings.READY_TIMEOUT)
-    except ProxyError as exc:
-        return json_response({"status": "unavailable", **error_body(exc, "ollama")}, 503)
-    return json_response({"status": "ready"})
+    """Readiness: some LM Studio backend answers a cheap call within READY_TIMEOUT seconds; 503 when
+    none does. `backends` gives each one's health (and marks it up or down for the routing)."""
+    import asyncio
+
+    pool = get_pool(get_registry().file_table().backends)  # backends live in routes.yaml: no database
+    states = list(pool.states.values())
+    results = await asyncio.gather(*(s.upstream.ping(settings.READY_TIMEOUT) for s in states),
+                                   return_exceptions=True)
+    failure = None
+    for state, result in zip(states, results):
+        if isinstance(result, ProxyError):
+            pool.mark_down(state, result.message)
+            failure = result
+        elif isinstance(result, BaseException):
+            raise result
+        else:
+            pool.mark_up(state)
+    backends = dict(pool.status())
+    if failure is not None and not any(b["up"] for b in backends.values()):
+        return json_response({"status": "unavailable", **error_body(failure, "ollama"), "backends": backends},
+                             503)
+    return json_response({"status": "ready", "backends": backends})
 
 
 @api_view(["GET"])
