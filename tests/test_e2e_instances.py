@@ -1,0 +1,38 @@
+"""Several proxy instances on PostgreSQL and Redis, chosen by settings alone: two Daphne processes
+share one database (DATABASE_URL=postgres://...) and one Channels layer (REDIS_URL). An alias stored
+through one instance is served by the other on its next requests."""
+import time
+
+import httpx
+import pytest
+
+from tests.conftest import start_proxy, stop
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def instances(fake_lmstudio, postgres_url, redis_url, tmp_path_factory):
+    env = {"DATABASE_URL": postgres_url, "REDIS_URL": redis_url}
+    first = start_proxy(tmp_path_factory.mktemp("one"), fake_lmstudio.url, **env)
+    second = start_proxy(tmp_path_factory.mktemp("two"), fake_lmstudio.url, **env)
+    yield first, second
+    stop(first.proc)
+    stop(second.proc)
+
+
+def test_an_alias_stored_through_one_instance_is_served_by_the_other(instances, fake):
+    first, second = instances
+    chat = {"model": "team-coder", "messages": [{"role": "user", "content": "hi"}], "stream": False}
+    assert httpx.post(f"{second.url}/api/chat", json=chat, timeout=30).status_code == 404
+    copied = httpx.post(f"{first.url}/api/copy", json={"source": "coder", "destination": "team-coder"},
+                        timeout=30)
+    assert copied.status_code == 200
+    deadline = time.monotonic() + 5  # the cross-process refresh is at most ~1 s; bounded, not a sleep
+    while (answer := httpx.post(f"{second.url}/api/chat", json=chat, timeout=30)).status_code == 404:
+        assert time.monotonic() < deadline, "the other instance never saw the new alias"
+        time.sleep(0.1)
+    assert answer.status_code == 200
+    sent = fake.requests("/v1/chat/completions")[-1]["json"]
+    assert sent["model"] == "qwen2.5-7b-instruct" and sent["temperature"] == 0.2  # coder's route
+    httpx.request("DELETE", f"{first.url}/api/delete", json={"model": "team-coder"}, timeout=30)
