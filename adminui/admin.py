@@ -51,6 +51,7 @@ class AliasAdmin(admin.ModelAdmin):
         (None, {"fields": ["name", "model", "enabled", "hidden", "description"]}),
         ("Overrides sent to LM Studio", {"fields": ["ttl", "temperature", "system", "system_mode",
                                                     "options"]}),
+        ("LM Studio servers", {"fields": ["backends", "policy"]}),
         ("History", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
     ]
 

@@ -16,6 +16,7 @@ from django.db import models
 from . import routes
 
 SYSTEM_MODE_CHOICES = [(mode, mode) for mode in routes.SYSTEM_MODES]
+POLICY_CHOICES = [(policy, policy) for policy in routes.POLICIES]
 
 
 class StoredRow(models.Model):
@@ -55,6 +56,14 @@ class Alias(StoredRow):
     hidden = models.BooleanField(
         default=False, help_text="Served, but left out of the model lists (/api/tags, /v1/models), like "
                                  "routes.yaml's 'hidden'.")
+    backends = models.CharField(
+        max_length=500, blank=True, default="",
+        help_text="LM Studio backends (names from routes.yaml's backends:, or 'default' for LMSTUDIO_URL), "
+                  "comma-separated, in order; empty = routes.yaml's defaults.backends, else 'default'.")
+    policy = models.CharField(
+        max_length=10, choices=POLICY_CHOICES, default="fallback",
+        help_text="fallback: the next backend when one is down or answers 5xx; least-busy: the backend "
+                  "with the fewest open requests.")
     enabled = models.BooleanField(default=True, help_text="Disabled aliases are not served; a disabled "
                                   "override lets routes.yaml's alias of the same name serve again.")
 
@@ -89,7 +98,9 @@ class Alias(StoredRow):
         if not self.model:
             errors["model"] = f"alias '{self.name}': 'model' (the LM Studio model id) is required"
         try:
-            routes.alias_fields(self._fields_data(), "admin", {}, f"alias '{self.name}'")
+            fields = routes.alias_fields(self._fields_data(), "admin", {}, f"alias '{self.name}'")
+            routes.check_backend_names(fields["backends"], self._file_backends(), f"alias '{self.name}'",
+                                       "admin")
         except routes.RouteTableError as exc:
             errors[exc.key or "__all__"] = exc.message
         if not errors and self.enabled and self.is_pattern:
@@ -102,6 +113,16 @@ class Alias(StoredRow):
     @property
     def is_pattern(self) -> bool:
         return any(c in (self.name or "") for c in routes.GLOB_CHARS)
+
+    @property
+    def backend_names(self) -> list[str]:
+        return [name.strip() for name in (self.backends or "").split(",") if name.strip()]
+
+    @staticmethod
+    def _file_backends():
+        from .registry import get_registry
+
+        return get_registry().file_table().backends
 
     def _tied_pattern(self) -> str | None:
         """The message naming the effective pattern (file or admin) this one would tie with."""
@@ -118,7 +139,8 @@ class Alias(StoredRow):
 
     def _fields_data(self) -> dict:
         return {"temperature": self.temperature, "system": self.system or None,
-                "system_mode": self.system_mode, "options": self.options, "hidden": self.hidden}
+                "system_mode": self.system_mode, "options": self.options, "hidden": self.hidden,
+                "backends": self.backend_names, "policy": self.policy}
 
     def to_route_alias(self) -> routes.Alias:
         """The frozen `routing.routes.Alias` the route table uses."""
@@ -132,6 +154,7 @@ class Alias(StoredRow):
         self.system, self.system_mode = alias.system or "", alias.system_mode
         self.options = dict(alias.options)
         self.hidden = getattr(alias, "hidden", False)  # a table alias without `hidden` is listed
+        self.backends, self.policy = ", ".join(alias.backends), alias.policy
 
 
 EXPOSE_CHOICES = [(mode, mode) for mode in routes.EXPOSE_MODES]

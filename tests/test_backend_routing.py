@@ -217,3 +217,32 @@ async def test_tags_merge_every_backend_and_ps_says_which_holds_what(two_lmstudi
     ps = (await AsyncClient().get("/api/ps")).json()["models"]
     assert {(m["name"], m["backend"]) for m in ps if m["name"].startswith("m-")} == {
         ("m-a:latest", "mac-studio"), ("m-b:latest", "gpu-box")}
+
+
+# --- admin aliases ------------------------------------------------------------------------------
+
+
+def test_an_admin_alias_names_backends_validated_like_the_file(two_lmstudios):
+    from django.core.exceptions import ValidationError
+
+    from routing.models import Alias as StoredAlias
+
+    bad = StoredAlias(name="team", model="m", backends="gpu-box, nowhere")
+    with pytest.raises(ValidationError) as err:
+        bad.full_clean()
+    assert err.value.message_dict["backends"] == [
+        "alias 'team': unknown backend(s) nowhere (known: default, mac-studio, gpu-box)"]
+    good = StoredAlias(name="team", model="m", backends="gpu-box, default", policy="least-busy")
+    good.full_clean()
+    alias = good.to_route_alias()
+    assert (alias.backends, alias.policy) == (("gpu-box", "default"), "least-busy")
+
+
+def test_an_admin_alias_brings_its_backends_into_the_effective_table(two_lmstudios):
+    from routing.models import Alias as StoredAlias
+    from routing.registry import get_registry
+
+    StoredAlias.objects.create(name="coder", model="m", backends="gpu-box", policy="least-busy")
+    table = get_registry().current_table()
+    assert table.resolve("coder").backends(table.defaults) == (("gpu-box",), "least-busy")
+    assert table.backends is get_registry().file_table().backends  # backends live in routes.yaml
