@@ -10,7 +10,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from routing.durations import format_duration
-from routing.models import Alias, DeclaredEndpoint, RouteDefaults
+from routing.models import Alias, Backend, DeclaredEndpoint, RouteDefaults
 from routing.registry import defaults_sources, endpoint_source, get_registry, source_of
 from routing.routes import normalize_name
 
@@ -159,6 +159,23 @@ class RouteDefaultsAdmin(admin.ModelAdmin):
         self.message_user(request, "The defaults were saved; the proxy uses them from the next request.",
                           messages.SUCCESS)
         return redirect("admin:routing_routedefaults_change", obj.pk)
+
+
+@admin.register(Backend)
+class BackendAdmin(admin.ModelAdmin):
+    """LM Studio servers stored in the admin, merged over routes.yaml's `backends:` (/ready shows each
+    one's health)."""
+
+    list_display = ("name", "url", "enabled", "source", "updated_at")
+    list_filter = ("enabled",)
+    search_fields = ("name", "url", "description")
+    readonly_fields = ("created_at", "updated_at")
+    fields = ["name", "url", "api_key", "enabled", "description", "created_at", "updated_at"]
+
+    @admin.display(description="source")
+    def source(self, obj: Backend) -> str:
+        overrides = obj.name in get_registry().file_table().backends
+        return "admin override of routes.yaml" if overrides else "admin"
 
 
 @admin.register(DeclaredEndpoint)

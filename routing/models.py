@@ -14,6 +14,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from . import routes
+from .backends import DEFAULT_BACKEND, Backend as BackendConfig
 
 SYSTEM_MODE_CHOICES = [(mode, mode) for mode in routes.SYSTEM_MODES]
 POLICY_CHOICES = [(policy, policy) for policy in routes.POLICIES]
@@ -99,7 +100,7 @@ class Alias(StoredRow):
             errors["model"] = f"alias '{self.name}': 'model' (the LM Studio model id) is required"
         try:
             fields = routes.alias_fields(self._fields_data(), "admin", {}, f"alias '{self.name}'")
-            routes.check_backend_names(fields["backends"], self._file_backends(), f"alias '{self.name}'",
+            routes.check_backend_names(fields["backends"], self._known_backends(), f"alias '{self.name}'",
                                        "admin")
         except routes.RouteTableError as exc:
             errors[exc.key or "__all__"] = exc.message
@@ -119,10 +120,10 @@ class Alias(StoredRow):
         return [name.strip() for name in (self.backends or "").split(",") if name.strip()]
 
     @staticmethod
-    def _file_backends():
+    def _known_backends():
         from .registry import get_registry
 
-        return get_registry().file_table().backends
+        return get_registry().table_without_alias(None).backends
 
     def _tied_pattern(self) -> str | None:
         """The message naming the effective pattern (file or admin) this one would tie with."""
@@ -262,3 +263,39 @@ class DeclaredEndpoint(StoredRow):
         """The frozen `routing.table.DeclaredEndpoint` the route table uses."""
         data = {"method": self.method, "path": self.path, "status": self.status, "json": self.body}
         return routes.endpoint_fields(data, "admin", origin="admin")
+
+
+class Backend(StoredRow):
+    """An LM Studio server stored in the admin, beside routes.yaml's `backends:`; one with the name of
+    a routes.yaml backend replaces it."""
+
+    name = models.CharField(
+        max_length=100, unique=True,
+        help_text="The name aliases use in their backends. 'default' is LMSTUDIO_URL's and is taken.")
+    url = models.CharField(max_length=500, help_text="LM Studio's server, without /v1, e.g. "
+                                                     "http://10.0.0.5:1234.")
+    api_key = models.CharField(max_length=500, blank=True, default="",
+                               help_text="Sent as Authorization: Bearer, if this LM Studio requires one.")
+    enabled = models.BooleanField(default=True, help_text="A disabled backend is not used; a disabled "
+                                  "override lets routes.yaml's backend of the same name serve again.")
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return f"{self.name} → {self.url}"
+
+    def clean(self):
+        """Validate like routes.yaml's `backends:` (an http(s) URL; not the name `default`)."""
+        self.name = (self.name or "").strip()
+        if self.name == DEFAULT_BACKEND:
+            raise ValidationError({"name": f"backend '{self.name}': the name is taken by LMSTUDIO_URL's "
+                                           f"backend"})
+        try:
+            self.to_route_backend()
+        except routes.RouteTableError as exc:
+            raise ValidationError({exc.key or "__all__": exc.message}) from None
+
+    def to_route_backend(self) -> BackendConfig:
+        """The frozen `routing.backends.Backend` the route table uses."""
+        return routes.backend_fields(self.name, {"url": self.url, "api_key": self.api_key}, "admin", {})

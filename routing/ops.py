@@ -26,7 +26,7 @@ async def ready(request: HttpRequest):
     none does. `backends` gives each one's health (and marks it up or down for the routing)."""
     import asyncio
 
-    pool = get_pool(get_registry().file_table().backends)  # backends live in routes.yaml: no database
+    pool = get_pool((await get_registry().table()).backends)
     states = list(pool.states.values())
     results = await asyncio.gather(*(s.upstream.ping(settings.READY_TIMEOUT) for s in states),
                                    return_exceptions=True)

@@ -160,16 +160,20 @@ class RouteTable:
         default the admin sets replaces the file's (unset ones keep the file's value)."""
         endpoints = {e.key: e for e in self.endpoints}
         endpoints.update({e.key: e for e in overrides.endpoints})
+        backends = self.backends  # the same mapping when the admin adds none: the pool keeps its clients
+        if overrides.backends:
+            backends = MappingProxyType({**self.backends, **{b.name: b for b in overrides.backends}})
         return replace(self.with_aliases(overrides.aliases),
                        defaults=replace(self.defaults, **dict(overrides.defaults)),
-                       endpoints=tuple(endpoints.values()))
+                       endpoints=tuple(endpoints.values()), backends=backends)
 
 
 @dataclass(frozen=True)
 class TableOverrides:
-    """What the admin stores over routes.yaml: aliases, declared endpoints, and the defaults it sets
-    (field name -> value; a field left out keeps the file's value)."""
+    """What the admin stores over routes.yaml: aliases, declared endpoints, backends, and the defaults
+    it sets (field name -> value; a field left out keeps the file's value)."""
 
     aliases: tuple[Alias, ...] = ()
     defaults: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     endpoints: tuple[DeclaredEndpoint, ...] = ()
+    backends: tuple[Backend, ...] = ()

@@ -245,4 +245,27 @@ def test_an_admin_alias_brings_its_backends_into_the_effective_table(two_lmstudi
     StoredAlias.objects.create(name="coder", model="m", backends="gpu-box", policy="least-busy")
     table = get_registry().current_table()
     assert table.resolve("coder").backends(table.defaults) == (("gpu-box",), "least-busy")
-    assert table.backends is get_registry().file_table().backends  # backends live in routes.yaml
+    assert table.backends is get_registry().file_table().backends  # the admin adds none: the same
+
+
+def test_an_admin_backend_is_validated_and_merged_over_the_file_ones(two_lmstudios):
+    from django.core.exceptions import ValidationError
+
+    from routing.models import Alias as StoredAlias, Backend as StoredBackend
+    from routing.registry import get_registry
+
+    for bad, field, message in [
+            ({"name": "x", "url": "ftp://x"}, "url", "backend 'x': 'url' must be an http(s) URL"),
+            ({"name": "default", "url": "http://x"}, "name", "backend 'default': the name is taken")]:
+        with pytest.raises(ValidationError) as err:
+            StoredBackend(**bad).full_clean()
+        assert err.value.message_dict[field][0].startswith(message)
+    StoredBackend(name="spare", url="http://c.test/").full_clean()
+    StoredBackend.objects.create(name="spare", url="http://c.test")
+    StoredBackend.objects.create(name="gpu-box", url="http://b2.test", api_key="k")  # overrides the file's
+    StoredAlias(name="team", model="m", backends="spare, gpu-box").full_clean()  # the admin's are known
+    StoredAlias.objects.create(name="team", model="m", backends="spare, gpu-box")
+    table = get_registry().current_table()
+    assert {n: b.url for n, b in table.backends.items()} == {
+        "mac-studio": "http://a.test", "gpu-box": "http://b2.test", "spare": "http://c.test"}
+    assert table.resolve("team").backends(table.defaults) == (("spare", "gpu-box"), "fallback")

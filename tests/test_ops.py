@@ -30,7 +30,7 @@ async def test_health_answers_without_asking_lmstudio(upstream_mock):
     assert not upstream_mock.calls
 
 
-async def test_ready_asks_lmstudio_for_its_model_list(upstream_mock):
+async def test_ready_asks_lmstudio_for_its_model_list(upstream_mock, routes_file):
     healthy_lmstudio(upstream_mock)
     response = await AsyncClient().get("/ready")
     assert response.status_code == 200 and response.json() == {"status": "ready", "backends": {
@@ -41,7 +41,7 @@ async def test_ready_asks_lmstudio_for_its_model_list(upstream_mock):
 
 @pytest.mark.parametrize("failure", [httpx.ConnectError("refused"), httpx.ReadTimeout("slow"),
                                      httpx.Response(500, json={"error": "boom"})])
-async def test_ready_is_503_when_lmstudio_does_not_answer(upstream_mock, failure):
+async def test_ready_is_503_when_lmstudio_does_not_answer(upstream_mock, routes_file, failure):
     upstream_mock.get("/v1/models").mock(side_effect=[failure])
     response = await AsyncClient().get("/ready")
     assert response.status_code == 503
