@@ -62,7 +62,7 @@ class Alias(StoredRow):
         help_text="LM Studio backends (names from routes.yaml's backends:, or 'default' for LMSTUDIO_URL), "
                   "comma-separated, in order; empty = routes.yaml's defaults.backends, else 'default'.")
     policy = models.CharField(
-        max_length=10, choices=POLICY_CHOICES, default="fallback",
+        max_length=10, choices=POLICY_CHOICES, default="fallback", blank=True,
         help_text="fallback: the next backend when one is down or answers 5xx; least-busy: the backend "
                   "with the fewest open requests.")
     enabled = models.BooleanField(default=True, help_text="Disabled aliases are not served; a disabled "
