@@ -192,12 +192,7 @@ async def open_on_backends(table, route, exchange, method: str, path: str, body:
         exchange.backend = state.name
         exchange.on_release(lambda state=state: _release(state))
         return state.upstream, response
-    if failure is None:
-        from .errors import UpstreamUnavailable
-
-        raise UpstreamUnavailable(f"no configured backend among {', '.join(names)} (see routes.yaml's "
-                                  f"backends:)")
-    raise failure
+    raise failure or _no_backend(names)
 
 
 def _release(state: BackendState):
@@ -207,7 +202,17 @@ def _release(state: BackendState):
 def first_backend(table, route) -> BackendState:
     """The backend a request for `route` would try first (for loading and unloading its model)."""
     names, policy = route.backends(table.defaults)
-    return get_pool(table.backends).candidates(names, policy)[0]
+    candidates = get_pool(table.backends).candidates(names, policy)
+    if not candidates:
+        raise _no_backend(names)
+    return candidates[0]
+
+
+def _no_backend(names):
+    from .errors import UpstreamUnavailable
+
+    return UpstreamUnavailable(f"no configured backend among {', '.join(names)} (see routes.yaml's "
+                               f"backends: and the admin's)")
 
 
 async def models_by_backend(backends: Mapping[str, Backend]) -> dict[str, Mapping[str, dict]]:

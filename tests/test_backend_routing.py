@@ -269,3 +269,16 @@ def test_an_admin_backend_is_validated_and_merged_over_the_file_ones(two_lmstudi
     assert {n: b.url for n, b in table.backends.items()} == {
         "mac-studio": "http://a.test", "gpu-box": "http://b2.test", "spare": "http://c.test"}
     assert table.resolve("team").backends(table.defaults) == (("spare", "gpu-box"), "fallback")
+
+
+@pytest.mark.anyio
+async def test_a_route_naming_no_configured_backend_is_a_502_saying_so(two_lmstudios):
+    from routing.errors import UpstreamUnavailable
+    from routing.registry import get_registry
+    from routing.table import Alias, Route
+
+    table = await get_registry().table()
+    route = Route("team", "m", Alias("team", "m", backends=("gone",)))
+    with pytest.raises(UpstreamUnavailable, match="no configured backend among gone"):
+        await open_on_backends(table, route, Exchange("ollama", "/api/chat"), "POST", "/v1/chat/completions",
+                               {}, model="team")
