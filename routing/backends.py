@@ -171,13 +171,14 @@ async def open_on_backends(table, route, exchange, method: str, path: str, body:
 
     A backend that is unreachable or answers 5xx (before anything was streamed) is marked down for
     BACKEND_COOL_OFF seconds and the next is tried; the last failure is raised when none answers. The
-    backend that answers is marked up, recorded as `exchange.backend`, and counted as busy until the
-    exchange finishes (`exchange.release`).
+    backend that answers is marked up, recorded as `exchange.backend` (the last one tried when none
+    answers), and counted as busy until the exchange finishes (`exchange.release`).
     """
     pool = get_pool(table.backends)
     names, policy = route.backends(table.defaults)
     failure = None
     for state in pool.candidates(names, policy):
+        exchange.backend = state.name  # when every backend fails: the last one tried
         state.open_requests += 1
         try:
             response = await state.upstream.open(method, path, body, model=model)
@@ -189,7 +190,6 @@ async def open_on_backends(table, route, exchange, method: str, path: str, body:
             failure = exc
             continue
         pool.mark_up(state)
-        exchange.backend = state.name
         exchange.on_release(lambda state=state: _release(state))
         return state.upstream, response
     raise failure or _no_backend(names)

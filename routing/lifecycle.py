@@ -8,10 +8,10 @@ for every loaded instance of the model.
 """
 from __future__ import annotations
 
-from .catalog import ModelCatalog
+from .catalog import ModelCatalog, get_catalog
 from .errors import EndpointMissing, ModelNotLoaded, NotSupported
 from .model_info import capabilities, is_loaded
-from .upstream import Upstream
+from .upstream import Upstream, get_upstream
 
 
 def load_request(model_id: str, embedding: bool) -> tuple[str, dict]:
@@ -22,13 +22,14 @@ def load_request(model_id: str, embedding: bool) -> tuple[str, dict]:
                                     "max_tokens": 1, "stream": False}
 
 
-async def load(path: str, upstream_body: dict, requested: str, upstream: Upstream,
-               catalog: ModelCatalog) -> bool:
-    """Make LM Studio (`upstream`, whose model list is `catalog`) load `upstream_body["model"]` with the
-    body's TTL; False if it was loaded already.
+async def load(path: str, upstream_body: dict, requested: str, upstream: Upstream | None = None,
+               catalog: ModelCatalog | None = None) -> bool:
+    """Make LM Studio (`upstream`, whose model list is `catalog`; the default backend's when not given)
+    load `upstream_body["model"]` with the body's TTL; False if it was loaded already.
 
     (`path`, `upstream_body`) is a `load_request` with the route applied (model id, TTL).
     """
+    upstream, catalog = upstream or get_upstream(), catalog or get_catalog()
     if is_loaded(await catalog.get(upstream_body["model"])):
         return False
     try:
@@ -45,12 +46,15 @@ async def load(path: str, upstream_body: dict, requested: str, upstream: Upstrea
     return True
 
 
-async def is_embedding_model(model_id: str, catalog: ModelCatalog) -> bool:
-    return capabilities(await catalog.get(model_id)) == ["embedding"]
+async def is_embedding_model(model_id: str, catalog: ModelCatalog | None = None) -> bool:
+    return capabilities(await (catalog or get_catalog()).get(model_id)) == ["embedding"]
 
 
-async def unload(model_id: str, upstream: Upstream, catalog: ModelCatalog) -> list[str]:
-    """Unload every loaded instance of `model_id` from `upstream`; returns the instance ids unloaded."""
+async def unload(model_id: str, upstream: Upstream | None = None,
+                 catalog: ModelCatalog | None = None) -> list[str]:
+    """Unload every loaded instance of `model_id` from `upstream` (the default backend when not
+    given); returns the instance ids unloaded."""
+    upstream, catalog = upstream or get_upstream(), catalog or get_catalog()
     try:
         native = await upstream.json("GET", "/api/v1/models")
     except EndpointMissing:
