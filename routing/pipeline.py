@@ -24,7 +24,7 @@ from .openai_side import OpenAIPassthrough, client_ttl
 from .overrides import apply_route
 from .registry import get_registry
 from .routes import Route, RouteTable
-from .relay import OLLAMA, OPENAI, Dialect, record_answer, relay
+from .relay import Dialect, record_answer, relay
 
 
 @dataclass(frozen=True)

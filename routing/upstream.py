@@ -4,6 +4,7 @@ Requests go only to the configured base URL: callers pass paths, never URLs.
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 from typing import AsyncIterator
 
@@ -91,23 +92,27 @@ class Upstream:
             raise UpstreamError(f"LM Studio sent an unreadable answer to {path}: "
                                 f"{response.content[:200]!r}") from None
 
-    async def events(self, response: httpx.Response) -> AsyncIterator[dict]:
+    def events(self, response: httpx.Response) -> EventStream:
         """The JSON events of an SSE response, parsed once, until `[DONE]`. Closes the response."""
+        return EventStream(self._event_batches(response))
+
+    async def _event_batches(self, response: httpx.Response) -> AsyncIterator[list[dict]]:
+        """The events, a list per network read: what arrived together can be relayed together."""
         try:
             if response.is_stream_consumed:  # a whole JSON answer (checked in `open`): one event
-                yield orjson.loads(response.content)
+                yield [orjson.loads(response.content)]
                 return
             async with self.mapped_errors():
                 buffer = b""
                 async for piece in response.aiter_raw():
-                    buffer += piece
-                    *lines, buffer = buffer.split(b"\n")
-                    for line in lines:
-                        event = parse_sse_line(line)
-                        if event is _DONE:
-                            return
-                        if event is not None:
-                            yield event
+                    *lines, buffer = (buffer + piece).split(b"\n")
+                    batch, end = parse_sse_lines(lines)
+                    if batch:
+                        yield batch
+                    if end is _DONE:
+                        return
+                    if end is not None:
+                        raise end
                 if parse_sse_line(buffer) is _DONE:
                     return
             raise UpstreamError("LM Studio closed the stream before it was complete")
@@ -116,6 +121,34 @@ class Upstream:
 
     async def aclose(self):
         await self.client.aclose()
+
+
+class EventStream:
+    """An upstream SSE stream's events: iterate it for one event at a time, or `batches()` for lists
+    of the events that arrived together (the relay writes each list as one chunk, so a client that
+    lags behind gets fewer, larger writes instead of one per token). `aclose()` closes the response."""
+
+    def __init__(self, batches: AsyncIterator[list[dict]]):
+        self._batches = batches
+        self._pending: collections.deque[dict] = collections.deque()
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self) -> dict:
+        while not self._pending:
+            self._pending.extend(await anext(self._batches))
+        return self._pending.popleft()
+
+    async def batches(self) -> AsyncIterator[list[dict]]:
+        if self._pending:
+            yield list(self._pending)
+            self._pending.clear()
+        async for batch in self._batches:
+            yield batch
+
+    async def aclose(self):
+        await self._batches.aclose()
 
 
 def _closed_by_peer(exc: Exception) -> bool:
@@ -144,6 +177,22 @@ def parse_sse_line(line: bytes):
     if isinstance(event, dict) and event.get("error"):
         raise UpstreamError(f"LM Studio: {error_message(event)}")
     return event
+
+
+def parse_sse_lines(lines: list[bytes]) -> tuple[list[dict], object]:
+    """The events in some SSE lines, and how they end: None (more to come), `_DONE`, or the
+    UpstreamError of an unreadable or error event (the events before it are still relayed)."""
+    batch = []
+    for line in lines:
+        try:
+            event = parse_sse_line(line)
+        except UpstreamError as exc:
+            return batch, exc
+        if event is _DONE:
+            return batch, _DONE
+        if event is not None:
+            batch.append(event)
+    return batch, None
 
 
 def error_message(body) -> str:
@@ -221,4 +270,4 @@ def set_upstream(upstream: Upstream | None):
     reset_pool()
 
 
-__all__ = ["Upstream", "ProxyError", "get_upstream", "set_upstream", "check_response", "parse_sse_line"]
+__all__ = ["Upstream", "EventStream", "ProxyError", "get_upstream", "set_upstream", "check_response", "parse_sse_line"]

@@ -104,11 +104,11 @@ def wait_for_line(proc: subprocess.Popen, prefix: str, timeout: float = 15.0) ->
     raise RuntimeError(f"process did not print {prefix!r} in {timeout}s")
 
 
-def wait_until_serving(url: str, proc: subprocess.Popen, timeout: float = 30.0):
+def wait_until_serving(url: str, proc: subprocess.Popen, log: Path, timeout: float = 30.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}: {proc.stderr.read()[-2000:]}")
+            raise RuntimeError(f"server exited with {proc.returncode}: {log.read_text()[-2000:]}")
         try:
             httpx.get(url, timeout=1.0)
             return
@@ -184,11 +184,13 @@ def start_proxy(tmp: Path, lmstudio_url: str, routes: str = E2E_ROUTES, **extra)
     env = proxy_env(tmp, lmstudio_url, **extra)
     subprocess.run([PY, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
     port = free_port()
-    proc = subprocess.Popen([PY, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-                             "shimsite.asgi:application"], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # The server's output goes to a file, never a pipe nobody reads (a full pipe would block it).
+    with open(tmp / "server.log", "ab") as log:
+        proc = subprocess.Popen([PY, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
+                                 "shimsite.asgi:application"], cwd=ROOT, env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    wait_until_serving(url, proc)
+    wait_until_serving(url, proc, tmp / "server.log")
     return ProxyServer(url, proc, tmp / "routes.yaml", env)
 
 

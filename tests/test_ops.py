@@ -149,13 +149,14 @@ async def test_a_client_leaving_mid_stream_closes_upstream_and_is_recorded_once(
     from routing.metrics import OPEN_STREAMS
     from routing.ollama_response import OllamaTranslator
     from routing.relay import OLLAMA, relay
+    from routing.upstream import EventStream
 
     upstream_closed = []
 
-    async def events():
+    async def batches():
         try:
             for i in range(100):
-                yield {"choices": [{"delta": {"content": f"tok{i}"}}]}
+                yield [{"choices": [{"delta": {"content": f"tok{i}"}}]}]
         finally:
             upstream_closed.append(True)
 
@@ -163,7 +164,7 @@ async def test_a_client_leaving_mid_stream_closes_upstream_and_is_recorded_once(
     observers.register(seen.append)
     try:
         exchange = Exchange(api="ollama", endpoint="/api/chat")
-        stream = relay(events(), [], OllamaTranslator("coder", "chat"), OLLAMA, exchange)
+        stream = relay(EventStream(batches()), [], OllamaTranslator("coder", "chat"), OLLAMA, exchange)
         assert b"tok0" in await anext(stream)
         assert OPEN_STREAMS._value.get() == 1
         await stream.aclose()  # what the server does when the client hangs up

@@ -1,0 +1,179 @@
+"""Benchmark: the proxy under Daphne against a zero-delay fake LM Studio, side by side with the fake
+itself, interleaved (proxy and direct rounds alternate, so drift on the machine hits both).
+
+    .venv/bin/python bench/run.py [--quick] [--json results.json]
+
+Prints one table (metric, direct, proxy, ratio or delta, target, met) and exits 0 whatever the
+numbers: it reports, it does not gate. See the README's "Benchmark" section.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import probes, report  # noqa: E402
+from bench.servers import ALIAS, Processes, memory_mb, start_processes  # noqa: E402
+
+UPSTREAM_PATH = "/v1/chat/completions"
+MESSAGES = [{"role": "user", "content": "Say hello to the benchmark"}]
+# client path -> the bytes that end a complete stream in its dialect
+ENDPOINTS = {"/api/chat": b'"done":true', "/v1/chat/completions": b"[DONE]"}
+TARGETS = ("direct", "log on", "log off")  # the fake itself, the proxy with the request log on / off
+
+
+@dataclass(frozen=True)
+class Plan:
+    ttfb_samples: int = 21
+    stream_samples: int = 7
+    stream_tokens: int = 2000
+    connections: int = 32
+    wrk_rounds: int = 3
+    wrk_seconds: float = 5.0
+    rss_requests: int = 20_000
+
+
+QUICK = Plan(ttfb_samples=3, stream_samples=1, stream_tokens=200, wrk_rounds=1, wrk_seconds=1.0,
+             rss_requests=500)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One request, as sent to each target: the proxy gets the client body, the fake the body the
+    proxy sent upstream for it (captured from the fake's recording), so both do the same work."""
+
+    url: dict[str, str]
+    path: dict[str, str]
+    body: dict[str, dict]
+    end: dict[str, bytes]
+
+
+def capture_case(procs: Processes, path: str, stream: bool) -> Case:
+    client_body = {"model": ALIAS, "messages": MESSAGES, "stream": stream}
+    procs.fake.reset()
+    proxy = procs.proxies["log on"]
+    httpx.post(f"{proxy.url}{path}", json=client_body, timeout=30).raise_for_status()
+    upstream_body = procs.fake.requests(UPSTREAM_PATH)[-1]["json"]
+    url = {"direct": procs.fake.url} | {label: p.url for label, p in procs.proxies.items()}
+    return Case(url=url,
+                path={t: UPSTREAM_PATH if t == "direct" else path for t in TARGETS},
+                body={t: upstream_body if t == "direct" else client_body for t in TARGETS},
+                end={t: b"[DONE]" if t == "direct" else ENDPOINTS[path] for t in TARGETS})
+
+
+def interleaved(rounds: int, measure) -> dict[str, list]:
+    """`measure(target)` for every target, round after round, the order reversed every other round."""
+    samples = {t: [] for t in TARGETS}
+    for i in range(rounds):
+        for target in (TARGETS if i % 2 == 0 else TARGETS[::-1]):
+            samples[target].append(measure(target))
+    return samples
+
+
+def median_ms(samples: dict[str, list[float]]) -> dict[str, float]:
+    return {t: statistics.median(values) * 1000 for t, values in samples.items()}
+
+
+def measure_endpoint(procs: Processes, path: str, plan: Plan, raw: dict) -> dict:
+    """TTFB, whole-stream time and wrk throughput for one client path, all targets interleaved."""
+    procs.fake.reset()
+    streamed = capture_case(procs, path, stream=True)
+    ttfb = interleaved(plan.ttfb_samples, lambda t: probes.time_to_first_byte(
+        streamed.url[t], streamed.path[t], streamed.body[t]))
+    procs.fake.script(tokens=plan.stream_tokens)
+    stream = interleaved(plan.stream_samples, lambda t: probes.time_whole_stream(
+        streamed.url[t], streamed.path[t], streamed.body[t], streamed.end[t]))
+    procs.fake.reset()
+    result = {"ttfb_ms": median_ms(ttfb), "stream_ms": median_ms(stream),
+              "stream_tokens": plan.stream_tokens, "connections": plan.connections}
+    raw[path] = {"ttfb_s": ttfb, "stream_s": stream}
+    if probes.WRK is None:
+        return result
+    whole = capture_case(procs, path, stream=False)
+
+    def wrk(target: str, seconds: float) -> probes.WrkResult:
+        return probes.run_wrk(whole.url[target], whole.path[target], whole.body[target],
+                              connections=plan.connections, seconds=seconds)
+
+    for target in TARGETS:  # warm up: connection pools, caches
+        wrk(target, 1)
+    runs = interleaved(plan.wrk_rounds, lambda t: wrk(t, plan.wrk_seconds))
+    raw[path]["wrk"] = {t: [asdict(r) for r in rs] for t, rs in runs.items()}
+    result["wrk"] = {t: {key: statistics.median(getattr(r, key) for r in rs)
+                         for key in ("requests_per_s", "p50_ms", "p99_ms")} | {"errors": sum(r.errors for r in rs)}
+                     for t, rs in runs.items()}
+    return result
+
+
+def measure_memory(procs: Processes, plan: Plan) -> dict:
+    """The log-on proxy's RSS before and after `plan.rss_requests` non-streamed /api/chat requests."""
+    proxy = procs.proxies["log on"]
+    before = memory_mb(proxy.pid)
+    if probes.WRK is not None:
+        body = {"model": ALIAS, "messages": MESSAGES, "stream": False}
+        served = probes.run_wrk_requests(proxy.url, "/api/chat", body, connections=plan.connections,
+                                         requests=plan.rss_requests)
+    else:
+        with httpx.Client(timeout=30) as client:
+            for _ in range(plan.rss_requests):
+                client.post(f"{proxy.url}/api/chat", json={"model": ALIAS, "messages": MESSAGES, "stream": False})
+        served = plan.rss_requests
+    return {"before": before, "after": memory_mb(proxy.pid), "requests": served}
+
+
+def run(plan: Plan) -> dict:
+    procs = start_processes({"log on": "true", "log off": "false"})
+    try:
+        raw: dict = {}
+        endpoints = {path: measure_endpoint(procs, path, plan, raw) for path in ENDPOINTS}
+        memory = measure_memory(procs, plan)
+        pinning = {"fake": procs.fake_pinned} | {f"proxy ({p.label})": p.pinned for p in procs.proxies.values()}
+    finally:
+        procs.close()
+    return {"endpoints": endpoints, "memory": memory, "raw": raw,
+            "meta": {"plan": asdict(plan), "pinning": pinning, "wrk": probes.WRK, "cpus": os.cpu_count(),
+                     "load_average_at_end": os.getloadavg(), "python": platform.python_version(),
+                     "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}}
+
+
+def build_rows(results: dict) -> list[report.Row]:
+    rows = [row for path, r in results["endpoints"].items() for row in report.endpoint_rows(path, r)]
+    return rows + report.memory_rows(results["memory"])
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a short smoke run (few samples, 1 s wrk runs)")
+    parser.add_argument("--json", metavar="FILE", help="also save every sample and the table as JSON")
+    args = parser.parse_args(argv)
+    plan = QUICK if args.quick else Plan()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so `finally` stops the servers
+    started = time.monotonic()
+    results = run(plan)
+    rows = build_rows(results)
+    meta = results["meta"]
+    print(f"pinning: {meta['pinning']}; wrk: {meta['wrk'] or 'missing (wrk rows skipped)'}; "
+          f"load average at end: {', '.join(f'{x:.2f}' for x in meta['load_average_at_end'])}")
+    print("direct = the fake LM Studio without the proxy (for 'logging cost': the proxy with the log off; "
+          "for RSS: before the run); proxy = request log on\n")
+    print(report.table(rows))
+    print(f"\n{time.monotonic() - started:.0f} s")
+    if args.json:
+        results["table"] = report.rows_as_json(rows)
+        Path(args.json).write_text(json.dumps(results, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""The processes under test: the fake LM Studio and the proxy under Daphne, started with the same
+helpers the end-to-end tests use (`tests/conftest.py`), pinned to cores when `taskset` exists."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tests.conftest import FakeLMStudio, ProxyServer, start_fake_lmstudio, start_proxy, stop  # noqa: E402
+
+ALIAS = "bench"
+UPSTREAM_MODEL = "qwen2.5-7b-instruct"  # loaded in the fake's default catalogue: no JIT load on the path
+BENCH_ROUTES = f"""
+aliases:
+  {ALIAS}:
+    model: {UPSTREAM_MODEL}
+    temperature: 0.2
+"""
+# The proxy gets a core of its own; the fake LM Studio the other. The client side (this script, wrk)
+# is left to the scheduler: on a 2-core machine there is no third core to give it.
+PROXY_CPU, FAKE_CPU = 0, 1
+
+
+def pin(pid: int, cpu: int) -> str:
+    """Pin every thread of a process to one core; returns a description for the report."""
+    if shutil.which("taskset") is None:
+        return "not pinned (no taskset)"
+    result = subprocess.run(["taskset", "-a", "-c", "-p", str(cpu), str(pid)], capture_output=True, text=True)
+    return f"cpu {cpu}" if result.returncode == 0 else f"not pinned ({result.stderr.strip()})"
+
+
+@dataclass
+class Proxy:
+    label: str
+    server: ProxyServer
+    pinned: str
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def pid(self) -> int:
+        return self.server.proc.pid
+
+
+@dataclass
+class Processes:
+    """The fake upstream and the proxies (request log on and off), all on loopback ports."""
+
+    fake: FakeLMStudio
+    fake_pinned: str
+    proxies: dict[str, Proxy]
+    tmp: tempfile.TemporaryDirectory
+
+    def close(self):
+        for proxy in self.proxies.values():
+            stop(proxy.server.proc)
+        stop(self.fake.proc)
+        self.tmp.cleanup()
+
+
+def start_processes(log_settings: dict[str, str]) -> Processes:
+    """Start the fake and one proxy per `label -> REQUEST_LOG value`."""
+    tmp = tempfile.TemporaryDirectory(prefix="shim-bench-")
+    fake = start_fake_lmstudio()
+    fake_pinned = pin(fake.proc.pid, FAKE_CPU)
+    proxies: dict[str, Proxy] = {}
+    try:
+        for label, request_log in log_settings.items():
+            server = start_proxy(Path(tmp.name) / label, fake.url, routes=BENCH_ROUTES, REQUEST_LOG=request_log)
+            proxies[label] = Proxy(label, server, pin(server.proc.pid, PROXY_CPU))
+    except BaseException:
+        Processes(fake, fake_pinned, proxies, tmp).close()
+        raise
+    return Processes(fake, fake_pinned, proxies, tmp)
+
+
+def memory_mb(pid: int) -> dict[str, float]:
+    """Current (VmRSS) and peak (VmHWM) resident memory of a process, in MB."""
+    values = {}
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            key, _, rest = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                values[key] = int(rest.split()[0]) / 1024  # kB
+    return {"rss_mb": values["VmRSS"], "peak_mb": values["VmHWM"]}

@@ -1,0 +1,25 @@
+"""The benchmark runs end to end in its quick mode (no timing assertions: it reports, it does not gate)."""
+import json
+import shutil
+import subprocess
+
+from tests.conftest import PY, ROOT
+
+
+def test_the_quick_benchmark_prints_its_table_and_saves_every_row(tmp_path):
+    saved = tmp_path / "bench.json"
+    done = subprocess.run([PY, "bench/run.py", "--quick", "--json", str(saved)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = json.loads(saved.read_text())
+    metrics = [row["metric"] for row in results["table"]]
+    expected = ["/api/chat TTFB, streamed (ms)", "/v1/chat/completions 200-token stream (ms)",
+                "proxy peak RSS, VmHWM (MB)"]
+    if shutil.which("wrk"):
+        expected += ["/api/chat non-streamed req/s @32", "/v1/chat/completions logging cost: req/s log off | log on"]
+        assert all(r["errors"] == 0 for e in results["endpoints"].values() for r in e["wrk"].values())
+    for metric in expected:
+        assert metric in metrics
+        assert metric in done.stdout  # the printed table
+    assert all(row["proxy"] > 0 for row in results["table"])
+    assert results["memory"]["requests"] >= 500
