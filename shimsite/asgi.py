@@ -14,13 +14,18 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "shimsite.settings")
 django_asgi_app = get_asgi_application()
 
-from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402  (needs Django set up)
+from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set up)
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 from django.core.exceptions import ImproperlyConfigured  # noqa: E402
 from django.core.handlers.asgi import ASGIHandler  # noqa: E402
 from django.core.handlers.exception import convert_exception_to_response  # noqa: E402
+from django.urls import path  # noqa: E402
 from django.utils.module_loading import import_string  # noqa: E402
+
+from adminui.consumers import HistoryConsumer  # noqa: E402
 
 from routing.registry import get_registry  # noqa: E402
 from routing.routes import RouteTableError  # noqa: E402
@@ -41,11 +46,11 @@ class ApiHandler(ASGIHandler):
     def load_middleware(self, is_async=False):
         self._view_middleware, self._template_response_middleware, self._exception_middleware = [], [], []
         handler = convert_exception_to_response(self._get_response_async)
-        for path in reversed(settings.API_MIDDLEWARE):
-            middleware = import_string(path)
+        for dotted in reversed(settings.API_MIDDLEWARE):
+            middleware = import_string(dotted)
             hooks = [hook for hook in MIDDLEWARE_HOOKS if hasattr(middleware, hook)]
             if not getattr(middleware, "async_capable", False) or hooks:
-                raise ImproperlyConfigured(f"API_MIDDLEWARE: {path} must be async-capable, without "
+                raise ImproperlyConfigured(f"API_MIDDLEWARE: {dotted} must be async-capable, without "
                                            f"{'/'.join(MIDDLEWARE_HOOKS)} (each would be a thread hop)")
             handler = convert_exception_to_response(middleware(handler))
         self._middleware_chain = handler
@@ -66,9 +71,11 @@ class SplitHTTP:
         await app(scope, receive, send)
 
 
-websocket_urlpatterns = []
+websocket_urlpatterns = [
+    path("ws/history/", HistoryConsumer.as_asgi()),
+]
 
 application = ProtocolTypeRouter({
     "http": SplitHTTP(ApiHandler(), ASGIStaticFilesHandler(django_asgi_app)),
-    "websocket": URLRouter(websocket_urlpatterns),
+    "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
 })

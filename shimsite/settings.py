@@ -43,6 +43,15 @@ MODEL_LIST_TTL = env.float("MODEL_LIST_TTL", default=10.0)
 # The version reported on /api/version; GitHub Copilot Chat refuses anything below 0.6.4.
 OLLAMA_VERSION = env("OLLAMA_VERSION", default="0.12.3")
 
+# --- The request log (adminui) ------------------------------------------------------------------
+REQUEST_LOG = env.bool("REQUEST_LOG", default=True)          # off: no observer, nothing written
+LOG_BODIES = env.bool("LOG_BODIES", default=True)            # off: metadata only, no bodies
+LOG_BODY_MAX_BYTES = env.int("LOG_BODY_MAX_BYTES", default=64 * 1024)
+LOG_RETENTION_DAYS = env.float("LOG_RETENTION_DAYS", default=30)  # 0: keep forever
+LOG_MAX_ROWS = env.int("LOG_MAX_ROWS", default=100_000)      # 0: no limit
+LOG_BATCH_MAX = env.int("LOG_BATCH_MAX", default=500)        # rows per INSERT batch at most
+LOG_PRUNE_INTERVAL = env.float("LOG_PRUNE_INTERVAL", default=300)  # seconds between automatic prunes
+
 # --- Django ------------------------------------------------------------------------------------
 INSTALLED_APPS = [
     "daphne",

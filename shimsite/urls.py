@@ -5,6 +5,7 @@ from routing.declared import declared_endpoint
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("history/", include("adminui.urls")),
     path("", include("routing.urls")),
     # Last: routes.yaml's declared endpoints, and a JSON 404 for everything else.
     re_path(r"^(?P<path>.*)$", declared_endpoint),

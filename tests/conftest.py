@@ -83,6 +83,16 @@ def routes_file(tmp_path, settings, db):
     reset_registry()
 
 
+@pytest.fixture(autouse=True, scope="session")
+def no_request_log_in_process():
+    """In-process tests do not feed the request log: its writer thread would race the test database.
+    The log's own tests call it directly; end-to-end servers log as in production."""
+    from adminui.request_log import record_exchange
+    from routing import observers
+
+    observers.unregister(record_exchange)
+
+
 # --- processes for end-to-end tests ------------------------------------------------------------
 
 
@@ -192,6 +202,19 @@ def start_proxy(tmp: Path, lmstudio_url: str, routes: str = E2E_ROUTES, **extra)
     url = f"http://127.0.0.1:{port}"
     wait_until_serving(url, proc, tmp / "server.log")
     return ProxyServer(url, proc, tmp / "routes.yaml", env)
+
+
+def db_path(server: ProxyServer) -> Path:
+    return Path(server.env["DATABASE_URL"].removeprefix("sqlite:///"))
+
+
+def db_query(server: ProxyServer, sql: str, *params) -> list[dict]:
+    """Rows from a (SQLite) test server's database, read directly."""
+    import sqlite3
+
+    with sqlite3.connect(db_path(server)) as db:
+        db.row_factory = sqlite3.Row
+        return [dict(row) for row in db.execute(sql, params)]
 
 
 @pytest.fixture(scope="session")

@@ -2,10 +2,13 @@
 real server to the fake LM Studio. Zero errors, every answer complete, nothing left open.
 """
 import asyncio
+import time
 
 import httpx
 import orjson
 import pytest
+
+from tests.conftest import db_query as query
 
 pytestmark = [pytest.mark.e2e, pytest.mark.load]
 
@@ -61,4 +64,21 @@ def test_100_concurrent_streams_all_complete_without_errors(proxy_server, fake):
     assert len({r["request_id"] for r in results}) == CLIENTS     # one exchange per request
     assert len(fake.requests("/v1/chat/completions")) == CLIENTS
     assert fake.stats() == {"open_streams": 0, "closed_by_client": 0}
-    # When the request log lands: exactly one history row per request id in `results`.
+    # Exactly one request-log row per request, each complete (the writer is asynchronous: bounded wait).
+    ids = [r["request_id"] for r in results]
+    rows = wait_for_rows(proxy_server, ids)
+    assert sorted(row["request_id"] for row in rows) == sorted(ids)
+    assert all(row["status"] == 200 and row["outcome"] == "ok" for row in rows)
+    assert all(row["completion_tokens"] == TOKENS for row in rows)
+
+
+def wait_for_rows(server, ids: list[str], timeout: float = 20.0) -> list[dict]:
+    placeholders = ",".join("?" * len(ids))
+    sql = f"SELECT request_id, status, outcome, completion_tokens FROM adminui_requestlog " \
+          f"WHERE request_id IN ({placeholders})"
+    deadline = time.monotonic() + timeout
+    rows = query(server, sql, *ids)
+    while len(rows) < len(ids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+        rows = query(server, sql, *ids)
+    return rows

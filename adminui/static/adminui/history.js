@@ -1,0 +1,38 @@
+// Live history: new rows pushed over ws/history/ (same filters as the page) go on top of the table.
+(function () {
+  "use strict";
+  var status = document.getElementById("live-status");
+  var tbody = document.getElementById("rows");
+  var maxRows = 200;
+  var retry = 1000;
+
+  function connect() {
+    var scheme = location.protocol === "https:" ? "wss://" : "ws://";
+    var socket = new WebSocket(scheme + location.host + "/ws/history/" + location.search);
+    socket.onopen = function () {
+      retry = 1000;
+      status.textContent = "Live: new requests appear as they finish.";
+      status.dataset.connected = "yes";
+    };
+    socket.onmessage = function (event) {
+      var message = JSON.parse(event.data);
+      var empty = tbody.querySelector("tr.empty");
+      if (empty) { empty.remove(); }
+      message.rows.forEach(function (html) {
+        var holder = document.createElement("tbody");
+        holder.innerHTML = html.trim();
+        var row = holder.firstElementChild;
+        row.classList.add("new");
+        tbody.insertBefore(row, tbody.firstElementChild);
+      });
+      while (tbody.rows.length > maxRows) { tbody.deleteRow(-1); }
+    };
+    socket.onclose = function () {
+      status.dataset.connected = "no";
+      status.textContent = "Live: disconnected, retrying…";
+      setTimeout(connect, retry);
+      retry = Math.min(retry * 2, 30000);
+    };
+  }
+  connect();
+})();

@@ -1,0 +1,223 @@
+"""The request log: rows built from exchanges (capping, redaction), the batch writer, retention."""
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+
+import orjson
+import pytest
+
+from adminui.models import RequestLog
+from adminui.request_log import write_rows
+from adminui.retention import prune_logs
+from adminui.rows import REDACTED, LogPolicy, cap, exchange_to_row, redact
+from adminui.writer import LogWriter
+from routing.exchange import DISCONNECTED, Exchange
+
+POLICY = LogPolicy(bodies=True, max_bytes=1000, secrets=("lm-secret-key",))
+
+
+def finished_exchange(**fields) -> Exchange:
+    exchange = Exchange(api="ollama", endpoint="/api/chat", requested_model="coder", alias="coder",
+                        upstream_model="qwen2.5-7b-instruct", client="127.0.0.1", user_agent="test",
+                        request_body={"model": "coder", "messages": [{"role": "user", "content": "hi"}]},
+                        upstream_body={"model": "qwen2.5-7b-instruct", "temperature": 0.2},
+                        response_text="Hello!", prompt_tokens=3, completion_tokens=2, ttl=1800)
+    for name, value in fields.items():
+        setattr(exchange, name, value)
+    exchange.timing.mark_first_token()
+    exchange.timing.stop()
+    return exchange
+
+
+# --- capping -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text, max_bytes, kept, cut", [
+    ("short", 10, "short", False),
+    ("exactly10!", 10, "exactly10!", False),
+    ("0123456789abc", 10, "0123456789", True),
+    ("ééééé", 5, "éé", True),          # 2-byte characters are never split
+])
+def test_it_caps_text_at_a_byte_limit_with_a_visible_mark(text, max_bytes, kept, cut):
+    capped, was_cut = cap(text, max_bytes)
+    assert was_cut is cut
+    assert capped.startswith(kept)
+    if cut:
+        assert capped[len(kept):] == f"\n…[truncated: {len(kept.encode())} of {len(text.encode())} bytes kept]"
+    else:
+        assert capped == text
+
+
+def test_a_long_request_body_is_stored_cut_and_the_row_says_so():
+    row = exchange_to_row(finished_exchange(request_body={"prompt": "x" * 5000}), POLICY)
+    assert row["truncated"] is True
+    assert "[truncated: 1000 of" in row["request_body"]
+    assert len(row["request_body"].encode()) < 1100
+    assert row["upstream_body"].startswith("{")  # the short bodies are whole JSON
+    assert orjson.loads(row["upstream_body"]) == {"model": "qwen2.5-7b-instruct", "temperature": 0.2}
+
+
+def test_bodies_off_keeps_metadata_only():
+    row = exchange_to_row(finished_exchange(thinking="hmm", tool_calls=[{"function": {"name": "f"}}]),
+                          LogPolicy(bodies=False))
+    assert [row[f] for f in ("request_body", "upstream_body", "response_text", "thinking", "tool_calls")] \
+        == [""] * 5
+    assert row["alias"] == "coder" and row["prompt_tokens"] == 3 and row["ttl"] == 1800
+
+
+# --- redaction ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text, secret", [
+    ('{"api_key": "sk-123"}', "sk-123"),
+    ('{"Authorization": "Bearer abc.def"}', "abc.def"),
+    ('{"headers": {"x-api-key": "k-9"}}', "k-9"),
+    ('{"apiKey": 12345}', "12345"),
+    ('{"password": "hunter2", "model": "m"}', "hunter2"),
+    ("curl -H 'Authorization: Bearer tok_42'", "tok_42"),
+    ('{"note": "uses lm-secret-key here"}', "lm-secret-key"),
+    ('{"api_key": "sk-cut-off-in-the-midd', "sk-cut"),   # a value cut by the cap
+])
+def test_it_redacts_credentials(text, secret):
+    redacted = redact(text, ("lm-secret-key",))
+    assert secret not in redacted
+    assert REDACTED in redacted
+
+
+def test_redaction_keeps_ordinary_fields():
+    assert redact('{"model": "coder", "keep_alive": "5m"}') == '{"model": "coder", "keep_alive": "5m"}'
+
+
+def test_a_row_never_holds_a_key_even_in_a_truncated_body():
+    body = {"api_key": "sk-" + "a" * 2000, "messages": []}
+    row = exchange_to_row(finished_exchange(request_body=body, error="upstream said Bearer xyz"), POLICY)
+    assert "aaaa" not in row["request_body"] and "[truncated:" in row["request_body"]
+    assert "xyz" not in row["error"]
+
+
+def test_a_row_has_every_field_of_the_exchange():
+    exchange = finished_exchange(stream=True, tool_calls=[{"function": {"name": "get_weather"}}])
+    exchange.fail(499, "client disconnected before the answer was complete", DISCONNECTED)
+    row = exchange_to_row(exchange, POLICY)
+    log = RequestLog(**row)  # every key is a model field
+    assert log.request_id == exchange.id and log.started_at == exchange.started_at
+    assert (log.status, log.outcome, log.stream) == (499, "client disconnected", True)
+    assert log.duration_ms > 0 and log.ttft_ms is not None
+    assert "get_weather" in log.tool_calls and log.response_text == "Hello!"
+
+
+# --- the batch writer --------------------------------------------------------------------------
+
+
+def test_the_writer_batches_rows_that_queue_up_while_it_writes():
+    written, release = [], threading.Event()
+
+    def slow_sink(batch):
+        release.wait(5)
+        written.append(list(batch))
+
+    writer = LogWriter(slow_sink, batch_max=100, linger=0)
+    writer.put({"n": 0})          # the first batch blocks in the sink...
+    time.sleep(0.05)
+    for n in range(1, 251):       # ...while 250 more rows queue up
+        writer.put({"n": n})
+    release.set()
+    assert writer.wait_idle(5)
+    assert [len(b) for b in written] == [1, 100, 100, 50]
+    assert [row["n"] for batch in written for row in batch] == list(range(251))
+    writer.stop()
+
+
+def test_rows_arriving_together_are_written_in_one_batch():
+    written = []
+    writer = LogWriter(lambda batch: written.append(len(batch)), linger=0.2)
+    for n in range(20):
+        writer.put({"n": n})
+    assert writer.wait_idle(5)
+    writer.stop()
+    assert written == [20]
+
+
+def test_stop_writes_everything_still_queued():
+    written = []
+    writer = LogWriter(lambda batch: written.extend(batch))
+    for n in range(1000):
+        writer.put({"n": n})
+    writer.stop()
+    assert len(written) == 1000 and writer.written == 1000
+
+
+def test_a_failing_batch_is_retried_then_split_so_good_rows_survive():
+    attempts, written = [], []
+
+    def sink(batch):
+        attempts.append(len(batch))
+        if any(row.get("bad") for row in batch):
+            raise ValueError("constraint")
+        written.extend(batch)
+
+    writer = LogWriter(sink, retries=2)
+    writer._queue.put({"n": 1})
+    writer._queue.put({"n": 2, "bad": True})
+    writer._queue.put({"n": 3})
+    writer.start()
+    assert writer.wait_idle(5)
+    assert [row["n"] for row in written] == [1, 3]
+    assert (writer.written, writer.dropped) == (2, 1)
+    writer.stop()
+
+
+def test_each_written_batch_is_handed_on_for_the_live_view():
+    seen = []
+    writer = LogWriter(lambda batch: None, after_batch=lambda batch: seen.append(len(batch)))
+    writer.put({"n": 1})
+    assert writer.wait_idle(5)
+    writer.stop()
+    assert seen == [1]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_writer_stores_rows_in_the_database_from_its_own_thread():
+    writer = LogWriter(write_rows)
+    rows = [exchange_to_row(finished_exchange(), POLICY) for _ in range(30)]
+    for row in rows:
+        writer.put(row)
+    writer.stop()
+    assert set(RequestLog.objects.values_list("request_id", flat=True)) == {r["request_id"] for r in rows}
+
+
+# --- retention ---------------------------------------------------------------------------------
+
+
+def make_logs(n: int, now: datetime, step: timedelta):
+    RequestLog.objects.bulk_create([
+        RequestLog(request_id=f"r{i}", started_at=now - i * step, api="ollama", endpoint="/api/chat",
+                   status=200, outcome="ok", duration_ms=1.0) for i in range(n)])
+
+
+@pytest.mark.django_db
+def test_prune_deletes_rows_older_than_the_retention():
+    now = datetime.now(timezone.utc)
+    make_logs(10, now, timedelta(days=1))           # r0 today ... r9 nine days ago
+    assert prune_logs(days=3, max_rows=0, now=now) == 6
+    assert sorted(RequestLog.objects.values_list("request_id", flat=True)) == ["r0", "r1", "r2", "r3"]
+
+
+@pytest.mark.django_db
+def test_prune_keeps_only_the_newest_rows_beyond_the_row_limit():
+    now = datetime.now(timezone.utc)
+    make_logs(10, now, timedelta(seconds=1))
+    assert prune_logs(days=0, max_rows=4, now=now) == 6
+    assert sorted(RequestLog.objects.values_list("request_id", flat=True)) == ["r0", "r1", "r2", "r3"]
+    assert prune_logs(days=0, max_rows=4, now=now) == 0
+
+
+@pytest.mark.django_db
+def test_the_prunelogs_command_uses_the_settings(settings, capsys):
+    from django.core.management import call_command
+
+    settings.LOG_RETENTION_DAYS, settings.LOG_MAX_ROWS = 0, 3
+    make_logs(5, datetime.now(timezone.utc), timedelta(seconds=1))
+    call_command("prunelogs")
+    assert "deleted 2 request log rows" in capsys.readouterr().out
+    assert RequestLog.objects.count() == 3
