@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from tests.conftest import free_port, start_fake_lmstudio, start_proxy, stop
+from tests.test_e2e_history import find_log
 
 pytestmark = pytest.mark.e2e
 
@@ -56,6 +57,7 @@ def test_fallback_survives_a_stopped_backend_and_uses_it_again_after_it_returns(
         answer = httpx.post(f"{server.url}/api/chat", json=CHAT, timeout=30)
         assert answer.status_code == 200 and "Hello from qwen2.5-7b-instruct" in answer.json()["message"]["content"]
     assert chats(second) == 3
+    assert find_log(server, answer.headers["X-Request-Id"])["backend"] == "second"
     ready = httpx.get(f"{server.url}/ready", timeout=30).json()
     assert ready["status"] == "ready" and ready["backends"]["first"]["up"] is False
 

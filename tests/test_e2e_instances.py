@@ -1,12 +1,14 @@
 """Several proxy instances on PostgreSQL and Redis, chosen by settings alone: two Daphne processes
 share one database (DATABASE_URL=postgres://...) and one Channels layer (REDIS_URL). An alias stored
-through one instance is served by the other on its next requests."""
+through one instance is served by the other on its next requests, and a request through one appears
+live on the other's history page (the request log in PostgreSQL, the broadcast through Redis)."""
 import time
+import uuid
 
 import httpx
 import pytest
 
-from tests.conftest import start_proxy, stop
+from tests.conftest import admin_login, make_superuser, start_proxy, stop
 
 pytestmark = pytest.mark.e2e
 
@@ -36,3 +38,21 @@ def test_an_alias_stored_through_one_instance_is_served_by_the_other(instances, 
     sent = fake.requests("/v1/chat/completions")[-1]["json"]
     assert sent["model"] == "qwen2.5-7b-instruct" and sent["temperature"] == 0.2  # coder's route
     httpx.request("DELETE", f"{first.url}/api/delete", json={"model": "team-coder"}, timeout=30)
+
+
+@pytest.mark.browser
+def test_a_request_through_one_instance_appears_live_on_the_others_history_page(instances, fake, page):
+    first, second = instances
+    user, password = make_superuser(second)
+    admin_login(page, second, user, password)
+    page.goto(f"{second.url}/history/")
+    page.wait_for_selector("#live-status[data-connected=yes]")
+
+    prompt = f"across instances {uuid.uuid4().hex[:8]}"
+    response = httpx.post(f"{first.url}/api/chat", timeout=30, json={
+        "model": "coder", "stream": False, "messages": [{"role": "user", "content": prompt}]})
+    assert response.status_code == 200
+    row = page.locator(f"tr[data-request-id='{response.headers['X-Request-Id']}']")
+    row.wait_for()  # written by the first instance, pushed through Redis to the second's WebSocket
+    assert page.evaluate("performance.getEntriesByType('navigation').length") == 1
+    assert "coder" in row.inner_text() and "default" in row.inner_text()
