@@ -216,17 +216,29 @@ def _no_backend(names):
 
 
 async def models_by_backend(backends: Mapping[str, Backend]) -> dict[str, Mapping[str, dict]]:
-    """Each backend's model list (cached per backend for MODEL_LIST_TTL), `default` first; a backend
-    that cannot be asked is left out, and when none can, the last failure is raised."""
+    """Each backend's model list (cached per backend for MODEL_LIST_TTL), `default` first. A backend
+    that cannot be asked cools off like after a failed request, so that an unreachable host does not
+    hold up every model list for its connect timeout; meanwhile its last list stands in (or it is left
+    out). When no backend has a list, the last failure is raised."""
     import asyncio
 
-    from .errors import ProxyError
+    from .errors import ProxyError, UpstreamUnavailable
 
-    states = list(get_pool(backends).states.values())
-    results = await asyncio.gather(*(catalog_of(s).models() for s in states), return_exceptions=True)
-    found, failure = {}, None
-    for state, result in zip(states, results):
+    pool = get_pool(backends)
+    now = pool.clock()
+    found, failure, asked = {}, None, []
+    for state in pool.states.values():
+        if not state.is_down(now):
+            asked.append(state)
+        elif catalog_of(state).last():
+            found[state.name] = catalog_of(state).last()
+        else:
+            failure = UpstreamUnavailable(f"LM Studio backend '{state.name}' is cooling off after: "
+                                          f"{state.last_error}")
+    results = await asyncio.gather(*(catalog_of(s).models() for s in asked), return_exceptions=True)
+    for state, result in zip(asked, results):
         if isinstance(result, ProxyError):
+            pool.mark_down(state, result.message)
             failure = result
         elif isinstance(result, BaseException):
             raise result
@@ -234,7 +246,7 @@ async def models_by_backend(backends: Mapping[str, Backend]) -> dict[str, Mappin
             found[state.name] = result
     if not found and failure is not None:
         raise failure
-    return found
+    return {name: found[name] for name in pool.states if name in found}  # in the pool's order
 
 
 async def models_everywhere(table) -> dict[str, dict]:

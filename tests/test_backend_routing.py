@@ -282,3 +282,18 @@ async def test_a_route_naming_no_configured_backend_is_a_502_saying_so(two_lmstu
     with pytest.raises(UpstreamUnavailable, match="no configured backend among gone"):
         await open_on_backends(table, route, Exchange("ollama", "/api/chat"), "POST", "/v1/chat/completions",
                                {}, model="team")
+
+
+@pytest.mark.anyio
+async def test_an_unreachable_backend_is_not_asked_for_every_model_list_while_it_cools_off(two_lmstudios):
+    models = httpx.Response(200, json={"data": [{"id": "m-b", "type": "llm"}]})
+    missing_v1 = httpx.Response(200, json={"error": "Unexpected endpoint or method. (GET /api/v1/models)"})
+    dead = {host: two_lmstudios.get(f"http://{host}.test/api/v0/models").mock(
+        side_effect=httpx.ConnectError("refused")) for host in ("default", "a")}
+    two_lmstudios.get("http://b.test/api/v0/models").mock(return_value=models)
+    two_lmstudios.get("http://b.test/api/v1/models").mock(return_value=missing_v1)
+    for _ in range(2):
+        tags = (await AsyncClient().get("/api/tags")).json()["models"]
+        assert "m-b:latest" in [m["name"] for m in tags]
+    assert [route.call_count for route in dead.values()] == [1, 1]
+    assert get_pool().status()["mac-studio"]["up"] is False

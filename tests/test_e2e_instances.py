@@ -52,7 +52,14 @@ def test_a_request_through_one_instance_appears_live_on_the_others_history_page(
     response = httpx.post(f"{first.url}/api/chat", timeout=30, json={
         "model": "coder", "stream": False, "messages": [{"role": "user", "content": prompt}]})
     assert response.status_code == 200
-    row = page.locator(f"tr[data-request-id='{response.headers['X-Request-Id']}']")
+    request_id = response.headers["X-Request-Id"]
+    row = page.locator(f"tr[data-request-id='{request_id}']")
     row.wait_for()  # written by the first instance, pushed through Redis to the second's WebSocket
     assert page.evaluate("performance.getEntriesByType('navigation').length") == 1
-    assert "coder" in row.inner_text() and "default" in row.inner_text()
+    assert "coder" in row.inner_text() and row.locator("td.backend").inner_text() == "default"
+    # the history pages read PostgreSQL too
+    assert page.goto(f"{second.url}/history/{request_id}/").status == 200
+    assert prompt in page.locator(".conversation").inner_text()
+    assert page.goto(f"{second.url}/history/overview/").status == 200
+    assert page.goto(f"{second.url}/history/?alias=coder&q=across").status == 200
+    assert page.locator(f"tr[data-request-id='{request_id}']").count() == 1
