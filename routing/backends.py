@@ -215,14 +215,32 @@ def _no_backend(names):
                                f"backends: and the admin's)")
 
 
+async def ask_backends(pool: BackendPool, states: list[BackendState], call) -> tuple[dict, object]:
+    """`await call(state)` for every backend at once: ({name: result} of those that answered, the last
+    ProxyError or None). A backend that fails with a ProxyError is marked down."""
+    import asyncio
+
+    from .errors import ProxyError
+
+    results = await asyncio.gather(*(call(state) for state in states), return_exceptions=True)
+    answered, failure = {}, None
+    for state, result in zip(states, results):
+        if isinstance(result, ProxyError):
+            pool.mark_down(state, result.message)
+            failure = result
+        elif isinstance(result, BaseException):
+            raise result
+        else:
+            answered[state.name] = result
+    return answered, failure
+
+
 async def models_by_backend(backends: Mapping[str, Backend]) -> dict[str, Mapping[str, dict]]:
     """Each backend's model list (cached per backend for MODEL_LIST_TTL), `default` first. A backend
     that cannot be asked cools off like after a failed request, so that an unreachable host does not
     hold up every model list for its connect timeout; meanwhile its last list stands in (or it is left
     out). When no backend has a list, the last failure is raised."""
-    import asyncio
-
-    from .errors import ProxyError, UpstreamUnavailable
+    from .errors import UpstreamUnavailable
 
     pool = get_pool(backends)
     now = pool.clock()
@@ -235,15 +253,9 @@ async def models_by_backend(backends: Mapping[str, Backend]) -> dict[str, Mappin
         else:
             failure = UpstreamUnavailable(f"LM Studio backend '{state.name}' is cooling off after: "
                                           f"{state.last_error}")
-    results = await asyncio.gather(*(catalog_of(s).models() for s in asked), return_exceptions=True)
-    for state, result in zip(asked, results):
-        if isinstance(result, ProxyError):
-            pool.mark_down(state, result.message)
-            failure = result
-        elif isinstance(result, BaseException):
-            raise result
-        else:
-            found[state.name] = result
+    answered, failed = await ask_backends(pool, asked, lambda state: catalog_of(state).models())
+    found.update(answered)
+    failure = failed or failure
     if not found and failure is not None:
         raise failure
     return {name: found[name] for name in pool.states if name in found}  # in the pool's order

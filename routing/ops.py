@@ -6,10 +6,10 @@ from django.http import HttpRequest, HttpResponse
 from django.views import defaults
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from .backends import ask_backends, get_pool
 from .errors import NotFound, ProxyError, dialect_of, error_body
 from .metrics import REGISTRY
 from .pipeline import json_response
-from .backends import get_pool
 from .registry import get_registry
 from .views import api_view
 
@@ -24,23 +24,13 @@ async def health(request: HttpRequest):
 async def ready(request: HttpRequest):
     """Readiness: some LM Studio backend answers a cheap call within READY_TIMEOUT seconds; 503 when
     none does. `backends` gives each one's health (and marks it up or down for the routing)."""
-    import asyncio
-
     pool = get_pool((await get_registry().table()).backends)
-    states = list(pool.states.values())
-    results = await asyncio.gather(*(s.upstream.ping(settings.READY_TIMEOUT) for s in states),
-                                   return_exceptions=True)
-    failure = None
-    for state, result in zip(states, results):
-        if isinstance(result, ProxyError):
-            pool.mark_down(state, result.message)
-            failure = result
-        elif isinstance(result, BaseException):
-            raise result
-        else:
-            pool.mark_up(state)
+    answered, failure = await ask_backends(pool, list(pool.states.values()),
+                                           lambda state: state.upstream.ping(settings.READY_TIMEOUT))
+    for name in answered:
+        pool.mark_up(pool.states[name])
     backends = dict(pool.status())
-    if failure is not None and not any(b["up"] for b in backends.values()):
+    if not answered and failure is not None:
         return json_response({"status": "unavailable", **error_body(failure, "ollama"), "backends": backends},
                              503)
     return json_response({"status": "ready", "backends": backends})
