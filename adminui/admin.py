@@ -9,7 +9,9 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from routing.backends import first_backend
 from routing.durations import format_duration
+from routing.errors import ProxyError
 from routing.models import Alias, Backend, DeclaredEndpoint, RouteDefaults
 from routing.registry import defaults_sources, endpoint_source, get_registry, source_of
 from routing.routes import normalize_name
@@ -123,9 +125,15 @@ class AliasAdmin(admin.ModelAdmin):
         route = table.resolve(name)
         if route is None or route.alias is None:
             raise Http404(f"no alias '{name}'")
-        result = lmstudio.try_route(route, table.defaults)
+        try:
+            backend = first_backend(table, route)
+        except ProxyError as exc:  # an admin alias naming a backend that is gone
+            backend, result = None, lmstudio.TestResult({}, error=exc.message)
+        else:
+            result = lmstudio.try_route(route, table.defaults, backend.upstream)
         context = {**self.admin_site.each_context(request), "opts": self.model._meta,
                    "title": f"Test alias '{route.alias.name}'", "route": route, "result": result,
+                   "backend": backend.name if backend else "",
                    "source": source_of(route.alias, get_registry().file_table())}
         return TemplateResponse(request, "admin/routing/alias/test_alias.html", context)
 

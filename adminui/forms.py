@@ -58,7 +58,7 @@ class AliasForm(forms.ModelForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         widget = self.fields["model"].widget
-        widget.model_ids, widget.unavailable = lmstudio.model_ids()
+        widget.model_ids, widget.unavailable = lmstudio.model_ids(get_registry().current_table())
         ttl = self.initial.get("ttl")
         if isinstance(ttl, int):
             self.initial["ttl"] = format_duration(ttl)
