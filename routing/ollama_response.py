@@ -5,6 +5,7 @@ answer) and does no I/O: the relay feeds it parsed chunks and frames what it ret
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -99,6 +100,15 @@ class OllamaTranslator:
         self.thinking = thinking  # False (the client sent `think: false`): reasoning is not passed on
         self.answer = Answer()
         self._calls_sent = False
+        self._stamp_ms, self._stamp = -1, ""
+
+    def _created_at(self) -> str:
+        """`now_iso()`, formatted at most once per millisecond: a 2000-token burst would otherwise
+        spend more time formatting timestamps than translating."""
+        ms = time.time_ns() // 1_000_000
+        if ms != self._stamp_ms:
+            self._stamp_ms, self._stamp = ms, now_iso()
+        return self._stamp
 
     def _chunk(self, content: str, thinking: str = "", tool_calls: list | None = None) -> dict:
         if self.kind == "chat":
@@ -107,8 +117,9 @@ class OllamaTranslator:
                 message["thinking"] = thinking
             if tool_calls:
                 message["tool_calls"] = tool_calls
-            return {"model": self.model, "created_at": now_iso(), "message": message, "done": False}
-        chunk = {"model": self.model, "created_at": now_iso(), "response": content, "done": False}
+            return {"model": self.model, "created_at": self._created_at(), "message": message,
+                    "done": False}
+        chunk = {"model": self.model, "created_at": self._created_at(), "response": content, "done": False}
         if thinking:
             chunk["thinking"] = thinking
         return chunk

@@ -16,19 +16,43 @@ from .errors import EndpointMissing, ModelNotFound, ModelNotLoaded, ProxyError, 
 
 
 class Upstream:
+    """Requests to one LM Studio server through one pooled transport.
+
+    Requests go straight to the transport (httpx's `Request`/`Response` and its aiohttp transport),
+    not through `httpx.AsyncClient`: the client's redirect, cookie and auth layers did nothing here
+    but cost about 15% of the proxy's CPU per request (py-spy, see the README's Benchmark section).
+    """
+
     def __init__(self, base_url: str, *, api_key: str = "", connect_timeout: float = 5.0,
                  read_timeout: float = 300.0, max_connections: int = 256,
                  transport: httpx.AsyncBaseTransport | None = None):
         self.base_url = base_url.rstrip("/")
-        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-        timeout = httpx.Timeout(read_timeout, connect=connect_timeout, pool=connect_timeout)
+        self.timeout = httpx.Timeout(read_timeout, connect=connect_timeout, pool=connect_timeout)
         if transport is None:
             from httpx_aiohttp import AiohttpTransport  # 2-3x httpx's own transport in our benchmark
 
+            limits = httpx.Limits(max_connections=max_connections,
+                                  max_keepalive_connections=max_connections)
             transport = AiohttpTransport(limits=limits)
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self.client = httpx.AsyncClient(base_url=self.base_url, transport=transport, timeout=timeout,
-                                        limits=limits, headers=headers)
+        self.transport = transport
+        self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+    def build_request(self, method: str, path: str, content: bytes | None = None,
+                      timeout: httpx.Timeout | None = None) -> httpx.Request:
+        """A request for `path` on this LM Studio: callers name paths, never addresses."""
+        if not path.startswith("/"):
+            raise ValueError(f"an upstream path must start with '/': {path!r}")
+        headers = dict(self.headers)
+        if content is not None:
+            headers["Content-Type"] = "application/json"
+        return httpx.Request(method, self.base_url + path, content=content, headers=headers,
+                             extensions={"timeout": (timeout or self.timeout).as_dict()})
+
+    async def send(self, request: httpx.Request) -> httpx.Response:
+        """Send through the pool; the response's body is not read yet."""
+        response = await self.transport.handle_async_request(request)
+        response.request = request
+        return response
 
     @contextlib.asynccontextmanager
     async def mapped_errors(self):
@@ -56,10 +80,8 @@ class Upstream:
         `model` names the model for a not-found error. The caller must close the response.
         """
         content = orjson.dumps(body) if body is not None else None
-        headers = {"Content-Type": "application/json"} if body is not None else None
         async with self.mapped_errors():
-            request = self.client.build_request(method, path, content=content, headers=headers)
-            response = await self.client.send(request, stream=True)
+            response = await self.send(self.build_request(method, path, content))
             try:
                 if response.status_code >= 400 or "json" in response.headers.get("content-type", ""):
                     await response.aread()
@@ -72,7 +94,12 @@ class Upstream:
     async def ping(self, timeout: float):
         """Raise a ProxyError unless LM Studio answers its cheapest call within `timeout` seconds."""
         async with self.mapped_errors():
-            response = await self.client.get("/v1/models", timeout=timeout)
+            request = self.build_request("GET", "/v1/models", timeout=httpx.Timeout(timeout))
+            response = await self.send(request)
+            try:
+                await response.aread()
+            finally:
+                await response.aclose()
         check_response(response)
 
     async def json(self, method: str, path: str, body: dict | None = None, *, model: str = "") -> dict:
@@ -120,7 +147,7 @@ class Upstream:
             await response.aclose()
 
     async def aclose(self):
-        await self.client.aclose()
+        await self.transport.aclose()
 
 
 class EventStream:

@@ -59,6 +59,24 @@ class ApiHandler(ASGIHandler):
         await self.handle(scope, receive, send)
 
 
+def keep_database_receivers_off_the_api():
+    """Django's `request_started` receivers (`close_old_connections`, `reset_queries`) are sync, so
+    each request the API handler starts would pay a thread hop for them, for database connections API
+    views never use (the registry and the request log have their own). Keep them for the site's
+    handler (admin, history), which is what they are for."""
+    from django.core.handlers.wsgi import WSGIHandler
+    from django.core.signals import request_started
+    from django.db import close_old_connections, reset_queries
+
+    for receiver in (close_old_connections, reset_queries):
+        if request_started.disconnect(receiver):
+            for sender in (ASGIHandler, WSGIHandler):
+                request_started.connect(receiver, sender=sender)
+
+
+keep_database_receivers_off_the_api()
+
+
 class SplitHTTP:
     """API paths to the lean handler, everything else (admin, history, static) to the full stack."""
 

@@ -119,9 +119,12 @@ def test_the_upstream_client_only_takes_paths():
     from routing.upstream import Upstream
 
     upstream = Upstream("http://127.0.0.1:9")
-    request = upstream.client.build_request("POST", "/v1/chat/completions")
+    request = upstream.build_request("POST", "/v1/chat/completions")
     assert str(request.url) == "http://127.0.0.1:9/v1/chat/completions"
-    assert isinstance(upstream.client, httpx.AsyncClient)
+    for elsewhere in ("http://evil.test/x", "evil.test/x", "@evil.test/x"):
+        with pytest.raises(ValueError):
+            upstream.build_request("GET", elsewhere)
+    assert upstream.build_request("GET", "//evil.test/x").url.host == "127.0.0.1"
 
 
 @pytest.mark.e2e
