@@ -9,8 +9,10 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from routing.backends import first_backend
 from routing.durations import format_duration
-from routing.models import Alias, DeclaredEndpoint, RouteDefaults
+from routing.errors import ProxyError
+from routing.models import Alias, Backend, DeclaredEndpoint, RouteDefaults
 from routing.registry import defaults_sources, endpoint_source, get_registry, source_of
 from routing.routes import normalize_name
 
@@ -51,6 +53,7 @@ class AliasAdmin(admin.ModelAdmin):
         (None, {"fields": ["name", "model", "enabled", "hidden", "description"]}),
         ("Overrides sent to LM Studio", {"fields": ["ttl", "temperature", "system", "system_mode",
                                                     "options"]}),
+        ("LM Studio servers", {"fields": ["backends", "policy"]}),
         ("History", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
     ]
 
@@ -122,9 +125,15 @@ class AliasAdmin(admin.ModelAdmin):
         route = table.resolve(name)
         if route is None or route.alias is None:
             raise Http404(f"no alias '{name}'")
-        result = lmstudio.try_route(route, table.defaults)
+        try:
+            backend = first_backend(table, route)
+        except ProxyError as exc:  # an admin alias naming a backend that is gone
+            backend, result = None, lmstudio.TestResult({}, error=exc.message)
+        else:
+            result = lmstudio.try_route(route, table.defaults, backend.upstream)
         context = {**self.admin_site.each_context(request), "opts": self.model._meta,
                    "title": f"Test alias '{route.alias.name}'", "route": route, "result": result,
+                   "backend": backend.name if backend else "",
                    "source": source_of(route.alias, get_registry().file_table())}
         return TemplateResponse(request, "admin/routing/alias/test_alias.html", context)
 
@@ -158,6 +167,23 @@ class RouteDefaultsAdmin(admin.ModelAdmin):
         self.message_user(request, "The defaults were saved; the proxy uses them from the next request.",
                           messages.SUCCESS)
         return redirect("admin:routing_routedefaults_change", obj.pk)
+
+
+@admin.register(Backend)
+class BackendAdmin(admin.ModelAdmin):
+    """LM Studio servers stored in the admin, merged over routes.yaml's `backends:` (/ready shows each
+    one's health)."""
+
+    list_display = ("name", "url", "enabled", "source", "updated_at")
+    list_filter = ("enabled",)
+    search_fields = ("name", "url", "description")
+    readonly_fields = ("created_at", "updated_at")
+    fields = ["name", "url", "api_key", "enabled", "description", "created_at", "updated_at"]
+
+    @admin.display(description="source")
+    def source(self, obj: Backend) -> str:
+        overrides = obj.name in get_registry().file_table().backends
+        return "admin override of routes.yaml" if overrides else "admin"
 
 
 @admin.register(DeclaredEndpoint)

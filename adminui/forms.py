@@ -50,7 +50,7 @@ class AliasForm(forms.ModelForm):
     class Meta:
         model = Alias
         fields = ["name", "model", "enabled", "hidden", "description", "ttl", "temperature", "system",
-                  "system_mode", "options"]
+                  "system_mode", "options", "backends", "policy"]
         widgets = {"model": ModelIdInput(attrs={"size": 60, "autocomplete": "off"}),
                    "system": forms.Textarea(attrs={"rows": 4, "cols": 80}),
                    "options": forms.Textarea(attrs={"rows": 3, "cols": 80})}
@@ -58,7 +58,7 @@ class AliasForm(forms.ModelForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         widget = self.fields["model"].widget
-        widget.model_ids, widget.unavailable = lmstudio.model_ids()
+        widget.model_ids, widget.unavailable = lmstudio.model_ids(get_registry().current_table())
         ttl = self.initial.get("ttl")
         if isinstance(ttl, int):
             self.initial["ttl"] = format_duration(ttl)

@@ -13,9 +13,9 @@ admin.site.site_url = "/history/"  # the header's "View site" link goes to the r
 class RequestLogAdmin(admin.ModelAdmin):
     """Read-only: the request log is written by the proxy alone."""
 
-    list_display = ("started_at", "endpoint", "requested_model", "upstream_model", "status", "outcome",
-                    "duration_ms", "completion_tokens")
-    list_filter = ("api", "status", "alias", "stream")
+    list_display = ("started_at", "endpoint", "requested_model", "upstream_model", "backend", "status",
+                    "outcome", "duration_ms", "completion_tokens")
+    list_filter = ("api", "status", "alias", "backend", "stream")
     search_fields = ("request_id", "requested_model", "upstream_model")
     date_hierarchy = "started_at"
     show_full_result_count = False  # no COUNT(*) over a large table

@@ -1,4 +1,5 @@
-"""What the admin asks LM Studio: its model list (for the model picker) and a tiny test request.
+"""What the admin asks LM Studio: its model list (for the model picker; every backend's) and a tiny
+test request (to the backend the alias would use first).
 
 The admin is sync Django; these run the async upstream client through `async_to_sync`, with short
 timeouts so an unreachable LM Studio gives a message, not a hung page. Not on the proxy's hot path.
@@ -11,21 +12,24 @@ from dataclasses import dataclass
 
 from asgiref.sync import async_to_sync
 
-from routing.catalog import get_catalog
+from routing.backends import models_everywhere
 from routing.errors import ProxyError, UpstreamTimeout
 from routing.overrides import apply_route
-from routing.routes import Defaults, Route
-from routing.upstream import get_upstream
+from routing.registry import get_registry
+from routing.routes import Defaults, Route, RouteTable
+from routing.upstream import Upstream, get_upstream
 
 MODEL_LIST_TIMEOUT = 5.0    # seconds the model picker waits for LM Studio
 TEST_TIMEOUT = 30.0         # seconds "test this alias" waits (it may load the model first)
 TEST_PROMPT = "Say hello in five words."
 
 
-def model_ids() -> tuple[list[str], str]:
-    """(LM Studio's model ids, "") or ([], a message saying why the list is unavailable)."""
+def model_ids(table: RouteTable | None = None) -> tuple[list[str], str]:
+    """(LM Studio's model ids, of every backend of `table` (default: routes.yaml's), "") or ([], a
+    message saying why the list is unavailable)."""
     try:
-        models = async_to_sync(_within)(get_catalog().models(), MODEL_LIST_TIMEOUT)
+        models = async_to_sync(_within)(models_everywhere(table or get_registry().file_table()),
+                                        MODEL_LIST_TIMEOUT)
     except ProxyError as exc:
         return [], f"LM Studio's model list is unavailable ({exc.message}); type the model id."
     return sorted(models), ""
@@ -39,14 +43,15 @@ class TestResult:
     seconds: float = 0.0
 
 
-def try_route(route: Route, defaults: Defaults) -> TestResult:
-    """Send a tiny chat request through `route`, with its overrides, and report what came back."""
+def try_route(route: Route, defaults: Defaults, upstream: Upstream | None = None) -> TestResult:
+    """Send a tiny chat request through `route`, with its overrides, to `upstream` (the backend it
+    would try first; the default one when not given), and report what came back."""
     body = {"model": route.model, "messages": [{"role": "user", "content": TEST_PROMPT}],
             "max_tokens": 32, "stream": False}
     sent = apply_route(body, route, defaults)
     started = time.monotonic()
     try:
-        reply = async_to_sync(_within)(get_upstream().json("POST", "/v1/chat/completions", sent,
+        reply = async_to_sync(_within)((upstream or get_upstream()).json("POST", "/v1/chat/completions", sent,
                                                            model=route.model), TEST_TIMEOUT)
     except ProxyError as exc:
         return TestResult(sent, error=exc.message, seconds=time.monotonic() - started)

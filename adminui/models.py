@@ -15,6 +15,9 @@ class RequestLog(models.Model):
     requested_model = models.CharField(max_length=200, blank=True, help_text="The name the client asked for.")
     alias = models.CharField(max_length=200, blank=True, help_text="The alias it matched; empty for pass-through.")
     upstream_model = models.CharField(max_length=200, blank=True, help_text="The LM Studio model id used.")
+    backend = models.CharField(max_length=100, blank=True,
+                               help_text="The LM Studio backend that served it ('default' is LMSTUDIO_URL; "
+                                         "when none answered, the last one tried).")
     stream = models.BooleanField(default=False)
     status = models.PositiveSmallIntegerField(help_text="HTTP status; 499 when the client disconnected.")
     outcome = models.CharField(max_length=30, help_text='"ok", "error" or "client disconnected".')

@@ -88,6 +88,7 @@ def exchange_to_row(exchange: Exchange, policy: LogPolicy) -> dict:
         "requested_model": exchange.requested_model[:200],
         "alias": exchange.alias[:200],
         "upstream_model": exchange.upstream_model[:200],
+        "backend": exchange.backend[:100],
         "stream": exchange.stream,
         "status": exchange.status,
         "outcome": exchange.outcome,

@@ -11,7 +11,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from . import routes
-from .catalog import get_catalog
+from .backends import models_everywhere
 from .errors import BadRequest, Conflict, ModelNotFound
 from .registry import get_registry
 
@@ -29,10 +29,11 @@ async def copy_alias(body: dict) -> routes.Alias:
     """Store `destination` as an admin alias copying `source`'s route; returns the new alias."""
     source = _required_name(body, "source")
     destination = _required_name(body, "destination")
-    route = (await get_registry().table()).resolve(source)
+    table = await get_registry().table()
+    route = table.resolve(source)
     if route is None or route.via == "fallback":  # copy what the name is, not what stands in for it
         raise ModelNotFound(source)
-    if route.alias is None and route.model not in await get_catalog().models():
+    if route.alias is None and route.model not in await models_everywhere(table):
         raise ModelNotFound(source)  # a pass-through name LM Studio does not have
     template = route.alias or routes.Alias(name=source, model=route.model)
     return await sync_to_async(_store_copy)(template, destination)

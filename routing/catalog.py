@@ -50,6 +50,10 @@ class ModelCatalog:
         except ProxyError:
             return None
 
+    def last(self) -> Mapping[str, dict]:
+        """The last list fetched (empty if none), without asking LM Studio."""
+        return self._models
+
     def invalidate(self):
         """Forget the cached list (after a load or unload changed it)."""
         self._fetched = float("-inf")

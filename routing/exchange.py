@@ -10,7 +10,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 
 
 @dataclass
@@ -58,6 +58,7 @@ class Exchange:
     requested_model: str = ""
     upstream_model: str = ""
     alias: str = ""
+    backend: str = ""             # the LM Studio server that answered (routing.backends)
     stream: bool = False
     status: int = 200
     outcome: str = OK
@@ -70,6 +71,16 @@ class Exchange:
     tool_calls: list = field(default_factory=list)
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    _releases: list = field(default_factory=list, repr=False)
+
+    def on_release(self, callback: Callable[[], None]):
+        """Run `callback` once when the exchange is over (a backend's open-request count)."""
+        self._releases.append(callback)
+
+    def release(self):
+        releases, self._releases = self._releases, []
+        for callback in releases:
+            callback()
 
     def fail(self, status: int, message: str, outcome: str = FAILED):
         self.status, self.error, self.outcome = status, message, outcome

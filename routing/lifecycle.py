@@ -8,10 +8,10 @@ for every loaded instance of the model.
 """
 from __future__ import annotations
 
-from .catalog import get_catalog
+from .catalog import ModelCatalog, get_catalog
 from .errors import EndpointMissing, ModelNotLoaded, NotSupported
 from .model_info import capabilities, is_loaded
-from .upstream import get_upstream
+from .upstream import Upstream, get_upstream
 
 
 def load_request(model_id: str, embedding: bool) -> tuple[str, dict]:
@@ -22,15 +22,16 @@ def load_request(model_id: str, embedding: bool) -> tuple[str, dict]:
                                     "max_tokens": 1, "stream": False}
 
 
-async def load(path: str, upstream_body: dict, requested: str) -> bool:
-    """Make LM Studio load `upstream_body["model"]` with the body's TTL; False if it was loaded already.
+async def load(path: str, upstream_body: dict, requested: str, upstream: Upstream | None = None,
+               catalog: ModelCatalog | None = None) -> bool:
+    """Make LM Studio (`upstream`, whose model list is `catalog`; the default backend's when not given)
+    load `upstream_body["model"]` with the body's TTL; False if it was loaded already.
 
     (`path`, `upstream_body`) is a `load_request` with the route applied (model id, TTL).
     """
-    catalog = get_catalog()
+    upstream, catalog = upstream or get_upstream(), catalog or get_catalog()
     if is_loaded(await catalog.get(upstream_body["model"])):
         return False
-    upstream = get_upstream()
     try:
         await upstream.json("POST", path, upstream_body, model=requested)
     except ModelNotLoaded:  # JIT loading is off: load it explicitly, if this LM Studio can
@@ -45,13 +46,15 @@ async def load(path: str, upstream_body: dict, requested: str) -> bool:
     return True
 
 
-async def is_embedding_model(model_id: str) -> bool:
-    return capabilities(await get_catalog().get(model_id)) == ["embedding"]
+async def is_embedding_model(model_id: str, catalog: ModelCatalog | None = None) -> bool:
+    return capabilities(await (catalog or get_catalog()).get(model_id)) == ["embedding"]
 
 
-async def unload(model_id: str) -> list[str]:
-    """Unload every loaded instance of `model_id`; returns the instance ids unloaded."""
-    upstream = get_upstream()
+async def unload(model_id: str, upstream: Upstream | None = None,
+                 catalog: ModelCatalog | None = None) -> list[str]:
+    """Unload every loaded instance of `model_id` from `upstream` (the default backend when not
+    given); returns the instance ids unloaded."""
+    upstream, catalog = upstream or get_upstream(), catalog or get_catalog()
     try:
         native = await upstream.json("GET", "/api/v1/models")
     except EndpointMissing:
@@ -63,5 +66,5 @@ async def unload(model_id: str) -> list[str]:
                  for inst in entry.get("loaded_instances") or () if isinstance(inst, dict) and "id" in inst]
     for instance_id in instances:
         await upstream.json("POST", "/api/v1/models/unload", {"instance_id": instance_id})
-    get_catalog().invalidate()
+    catalog.invalidate()
     return instances

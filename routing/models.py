@@ -14,8 +14,10 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from . import routes
+from .backends import DEFAULT_BACKEND, Backend as BackendConfig
 
 SYSTEM_MODE_CHOICES = [(mode, mode) for mode in routes.SYSTEM_MODES]
+POLICY_CHOICES = [(policy, policy) for policy in routes.POLICIES]
 
 
 class StoredRow(models.Model):
@@ -55,6 +57,14 @@ class Alias(StoredRow):
     hidden = models.BooleanField(
         default=False, help_text="Served, but left out of the model lists (/api/tags, /v1/models), like "
                                  "routes.yaml's 'hidden'.")
+    backends = models.CharField(
+        max_length=500, blank=True, default="",
+        help_text="LM Studio backends (names from routes.yaml's backends:, or 'default' for LMSTUDIO_URL), "
+                  "comma-separated, in order; empty = routes.yaml's defaults.backends, else 'default'.")
+    policy = models.CharField(
+        max_length=10, choices=POLICY_CHOICES, default="fallback", blank=True,
+        help_text="fallback: the next backend when one is down or answers 5xx; least-busy: the backend "
+                  "with the fewest open requests.")
     enabled = models.BooleanField(default=True, help_text="Disabled aliases are not served; a disabled "
                                   "override lets routes.yaml's alias of the same name serve again.")
 
@@ -89,7 +99,9 @@ class Alias(StoredRow):
         if not self.model:
             errors["model"] = f"alias '{self.name}': 'model' (the LM Studio model id) is required"
         try:
-            routes.alias_fields(self._fields_data(), "admin", {}, f"alias '{self.name}'")
+            fields = routes.alias_fields(self._fields_data(), "admin", {}, f"alias '{self.name}'")
+            routes.check_backend_names(fields["backends"], self._known_backends(), f"alias '{self.name}'",
+                                       "admin")
         except routes.RouteTableError as exc:
             errors[exc.key or "__all__"] = exc.message
         if not errors and self.enabled and self.is_pattern:
@@ -102,6 +114,16 @@ class Alias(StoredRow):
     @property
     def is_pattern(self) -> bool:
         return any(c in (self.name or "") for c in routes.GLOB_CHARS)
+
+    @property
+    def backend_names(self) -> list[str]:
+        return [name.strip() for name in (self.backends or "").split(",") if name.strip()]
+
+    @staticmethod
+    def _known_backends():
+        from .registry import get_registry
+
+        return get_registry().table_without_alias(None).backends
 
     def _tied_pattern(self) -> str | None:
         """The message naming the effective pattern (file or admin) this one would tie with."""
@@ -118,7 +140,8 @@ class Alias(StoredRow):
 
     def _fields_data(self) -> dict:
         return {"temperature": self.temperature, "system": self.system or None,
-                "system_mode": self.system_mode, "options": self.options, "hidden": self.hidden}
+                "system_mode": self.system_mode, "options": self.options, "hidden": self.hidden,
+                "backends": self.backend_names, "policy": self.policy}
 
     def to_route_alias(self) -> routes.Alias:
         """The frozen `routing.routes.Alias` the route table uses."""
@@ -132,6 +155,7 @@ class Alias(StoredRow):
         self.system, self.system_mode = alias.system or "", alias.system_mode
         self.options = dict(alias.options)
         self.hidden = getattr(alias, "hidden", False)  # a table alias without `hidden` is listed
+        self.backends, self.policy = ", ".join(alias.backends), alias.policy
 
 
 EXPOSE_CHOICES = [(mode, mode) for mode in routes.EXPOSE_MODES]
@@ -239,3 +263,39 @@ class DeclaredEndpoint(StoredRow):
         """The frozen `routing.table.DeclaredEndpoint` the route table uses."""
         data = {"method": self.method, "path": self.path, "status": self.status, "json": self.body}
         return routes.endpoint_fields(data, "admin", origin="admin")
+
+
+class Backend(StoredRow):
+    """An LM Studio server stored in the admin, beside routes.yaml's `backends:`; one with the name of
+    a routes.yaml backend replaces it."""
+
+    name = models.CharField(
+        max_length=100, unique=True,
+        help_text="The name aliases use in their backends. 'default' is LMSTUDIO_URL's and is taken.")
+    url = models.CharField(max_length=500, help_text="LM Studio's server, without /v1, e.g. "
+                                                     "http://10.0.0.5:1234.")
+    api_key = models.CharField(max_length=500, blank=True, default="",
+                               help_text="Sent as Authorization: Bearer, if this LM Studio requires one.")
+    enabled = models.BooleanField(default=True, help_text="A disabled backend is not used; a disabled "
+                                  "override lets routes.yaml's backend of the same name serve again.")
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return f"{self.name} → {self.url}"
+
+    def clean(self):
+        """Validate like routes.yaml's `backends:` (an http(s) URL; not the name `default`)."""
+        self.name = (self.name or "").strip()
+        if self.name == DEFAULT_BACKEND:
+            raise ValidationError({"name": f"backend '{self.name}': the name is taken by LMSTUDIO_URL's "
+                                           f"backend"})
+        try:
+            self.to_route_backend()
+        except routes.RouteTableError as exc:
+            raise ValidationError({exc.key or "__all__": exc.message}) from None
+
+    def to_route_backend(self) -> BackendConfig:
+        """The frozen `routing.backends.Backend` the route table uses."""
+        return routes.backend_fields(self.name, {"url": self.url, "api_key": self.api_key}, "admin", {})

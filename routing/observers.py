@@ -31,6 +31,7 @@ def unregister(observer: Observer):
 def exchange_finished(exchange: Exchange):
     """Hand a finished exchange to every observer. An observer's failure never reaches the client."""
     exchange.timing.stop()
+    exchange.release()
     for observer in tuple(_observers):
         try:
             observer(exchange)

@@ -6,10 +6,11 @@ from django.http import HttpRequest, HttpResponse
 from django.views import defaults
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from .backends import ask_backends, get_pool
 from .errors import NotFound, ProxyError, dialect_of, error_body
 from .metrics import REGISTRY
 from .pipeline import json_response
-from .upstream import get_upstream
+from .registry import get_registry
 from .views import api_view
 
 
@@ -21,12 +22,18 @@ async def health(request: HttpRequest):
 
 @api_view(["GET", "HEAD"])
 async def ready(request: HttpRequest):
-    """Readiness: LM Studio answers a cheap call within READY_TIMEOUT seconds; 503 otherwise."""
-    try:
-        await get_upstream().ping(settings.READY_TIMEOUT)
-    except ProxyError as exc:
-        return json_response({"status": "unavailable", **error_body(exc, "ollama")}, 503)
-    return json_response({"status": "ready"})
+    """Readiness: some LM Studio backend answers a cheap call within READY_TIMEOUT seconds; 503 when
+    none does. `backends` gives each one's health (and marks it up or down for the routing)."""
+    pool = get_pool((await get_registry().table()).backends)
+    answered, failure = await ask_backends(pool, list(pool.states.values()),
+                                           lambda state: state.upstream.ping(settings.READY_TIMEOUT))
+    for name in answered:
+        pool.mark_up(pool.states[name])
+    backends = dict(pool.status())
+    if not answered and failure is not None:
+        return json_response({"status": "unavailable", **error_body(failure, "ollama"), "backends": backends},
+                             503)
+    return json_response({"status": "ready", "backends": backends})
 
 
 @api_view(["GET"])

@@ -14,7 +14,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
 from . import lifecycle
-from .catalog import get_catalog
+from .backends import catalog_of, first_backend, models_everywhere, open_on_backends
 from .errors import BadRequest, ModelNotFound, PayloadTooLarge, ProxyError, UpstreamError, error_body
 from .exchange import DISCONNECTED, Exchange, Timing
 from .observers import exchange_finished
@@ -25,7 +25,6 @@ from .overrides import apply_route
 from .registry import get_registry
 from .routes import Route, RouteTable
 from .relay import Dialect, record_answer, relay
-from .upstream import get_upstream
 
 
 @dataclass(frozen=True)
@@ -78,7 +77,7 @@ async def resolve_route(table: RouteTable, requested: str) -> Route:
     route = table.resolve(requested)
     if route is not None and route.via == "passthrough" and table.defaults.fallback:
         try:
-            upstream_models = await get_catalog().models()
+            upstream_models = await models_everywhere(table)
         except ProxyError:
             upstream_models = None
         route = table.resolve(requested, upstream_models)
@@ -129,36 +128,35 @@ async def _proxy(request: HttpRequest, endpoint: Endpoint, exchange: Exchange) -
     ttl_sent, ttl = keep_alive_ttl(body) if endpoint.api == "ollama" else client_ttl(body)
     action = lifecycle_action(endpoint.kind, body) if endpoint.api == "ollama" else None
     if action:
-        return await _lifecycle(action, route, requested, endpoint, exchange,
-                                (ttl_sent, ttl, table.defaults))
+        return await _lifecycle(action, table, route, requested, endpoint, exchange, (ttl_sent, ttl))
     upstream_body = apply_route(endpoint.build(body), route, table.defaults, ttl, ttl_sent,
                                 sampling=endpoint.kind != "embed")
     exchange.stream, exchange.ttl = stream, upstream_body.get("ttl")
     exchange.upstream_body = upstream_body
+    path = endpoint.target(upstream_body)
+    upstream, response = await open_on_backends(table, route, exchange, "POST", path, upstream_body,
+                                                 model=requested)
     if endpoint.answer is not None:
-        return await _one_answer(endpoint, body, upstream_body, requested, exchange)
-    return await _generation(endpoint, body, upstream_body, requested, stream, exchange)
+        return await _one_answer(endpoint, body, await upstream.read_json(response, path), requested,
+                                 exchange)
+    return await _generation(endpoint, body, upstream.events(response), requested, stream, exchange)
 
 
-async def _one_answer(endpoint: Endpoint, body: dict, upstream_body: dict, requested: str,
+async def _one_answer(endpoint: Endpoint, body: dict, answer: dict, requested: str,
                       exchange: Exchange) -> HttpResponse:
     """An endpoint answered with one JSON object (embeddings): LM Studio's answer, translated."""
-    answer = await get_upstream().json("POST", endpoint.target(upstream_body), upstream_body, model=requested)
     exchange.timing.stop()
     exchange.prompt_tokens = (answer.get("usage") or {}).get("prompt_tokens")
     return json_response(endpoint.answer(answer, body, requested, exchange.timing), request_id=exchange.id)
 
 
-async def _generation(endpoint: Endpoint, body: dict, upstream_body: dict, requested: str, stream: bool,
+async def _generation(endpoint: Endpoint, body: dict, events, requested: str, stream: bool,
                       exchange: Exchange) -> HttpResponse:
     """A chat or completion: LM Studio's stream relayed as it comes, or assembled into one answer."""
     if endpoint.api == "ollama":
         translator = OllamaTranslator(requested, endpoint.kind, thinking=body.get("think") is not False)
     else:
         translator = OpenAIPassthrough(requested, bool((body.get("stream_options") or {}).get("include_usage")))
-    upstream = get_upstream()
-    response = await upstream.open("POST", endpoint.target(upstream_body), upstream_body, model=requested)
-    events = upstream.events(response)
     if not stream:
         return await _whole(events, translator, endpoint, exchange)
     # Read the first event before answering, so a failure to start is a JSON error, not a broken stream.
@@ -176,24 +174,29 @@ async def _generation(endpoint: Endpoint, body: dict, upstream_body: dict, reque
     return streaming
 
 
-async def _lifecycle(action: str, route, requested: str, endpoint: Endpoint, exchange: Exchange,
-                     ttls: tuple) -> HttpResponse:
-    """Ollama's empty chat/generate: load the model (with the TTL a request would give it) or unload it.
+async def _lifecycle(action: str, table: RouteTable, route: Route, requested: str, endpoint: Endpoint,
+                     exchange: Exchange, ttls: tuple) -> HttpResponse:
+    """Ollama's empty chat/generate: load the model (with the TTL a request would give it) or unload it,
+    on the backend a request for it would try first.
 
     Ollama answers these with one JSON object, streamed or not.
     """
-    if route.alias is None and await get_catalog().get(route.model) is None:
+    backend = first_backend(table, route)
+    exchange.backend = backend.name
+    upstream, catalog = backend.upstream, catalog_of(backend)
+    if route.alias is None and await catalog.get(route.model) is None:
         raise ModelNotFound(requested)  # a pass-through name LM Studio does not have
     if action == "unload":
-        exchange.response_text = f"unloaded: {', '.join(await lifecycle.unload(route.model)) or 'nothing'}"
+        unloaded = await lifecycle.unload(route.model, upstream, catalog)
+        exchange.response_text = f"unloaded: {', '.join(unloaded) or 'nothing'}"
     else:
-        ttl_sent, ttl, defaults = ttls
-        embedding = await lifecycle.is_embedding_model(route.model)
+        ttl_sent, ttl = ttls
+        embedding = await lifecycle.is_embedding_model(route.model, catalog)
         path, body = lifecycle.load_request(route.model, embedding)
         # the alias's model and TTL; its options (num_predict...) must not lengthen the minimal request
-        body = apply_route(body, route, defaults, ttl, ttl_sent, sampling=False)
+        body = apply_route(body, route, table.defaults, ttl, ttl_sent, sampling=False)
         exchange.upstream_body, exchange.ttl = body, body.get("ttl")
-        loaded = await lifecycle.load(path, body, requested)
+        loaded = await lifecycle.load(path, body, requested, upstream, catalog)
         exchange.response_text = "loaded" if loaded else "already loaded"
     exchange.timing.stop()
     return json_response(lifecycle_answer(requested, endpoint.kind, action), request_id=exchange.id)

@@ -53,10 +53,10 @@ def admin_signature():
     """What changes whenever an admin row (alias, defaults, endpoint) is created, edited or deleted."""
     from django.db.models import Count, Max
 
-    from .models import Alias as StoredAlias, DeclaredEndpoint, RouteDefaults
+    from .models import Alias as StoredAlias, Backend, DeclaredEndpoint, RouteDefaults
 
     return tuple(tuple(model.objects.aggregate(latest=Max("updated_at"), count=Count("pk")).values())
-                 for model in (StoredAlias, RouteDefaults, DeclaredEndpoint))
+                 for model in (StoredAlias, RouteDefaults, DeclaredEndpoint, Backend))
 
 
 def _valid_rows(queryset, convert, what: str) -> tuple:
@@ -81,17 +81,18 @@ def read_admin_aliases(exclude_pk=None) -> tuple[Alias, ...]:
 
 def read_admin_overrides(exclude_alias_pk=None) -> TableOverrides:
     """Everything the admin stores over routes.yaml (sync ORM: not for the event loop)."""
-    from .models import DeclaredEndpoint, RouteDefaults
+    from .models import Backend, DeclaredEndpoint, RouteDefaults
 
     endpoints = _valid_rows(DeclaredEndpoint.objects.filter(enabled=True),
                             DeclaredEndpoint.to_route_endpoint, "endpoint")
+    backends = _valid_rows(Backend.objects.filter(enabled=True), Backend.to_route_backend, "backend")
     try:
         defaults = RouteDefaults.load().overrides()
     except RouteTableError as exc:
         log.error("admin defaults skipped: %s", exc.message)
         defaults = {}
     return TableOverrides(aliases=read_admin_aliases(exclude_alias_pk), defaults=defaults,
-                          endpoints=endpoints)
+                          endpoints=endpoints, backends=backends)
 
 
 def _read_admin_state():

@@ -13,6 +13,7 @@ import yaml
 
 from .table import (GLOB_CHARS, Alias, DeclaredEndpoint, Defaults, Route, RouteTable,  # noqa: F401
                     normalize_name)
+from .backends import DEFAULT_BACKEND, POLICIES, Backend
 from .durations import parse_duration, ttl_seconds
 
 SYSTEM_MODES = ("prepend", "replace", "default")
@@ -33,9 +34,11 @@ OLLAMA_OPTIONS = frozenset(
     low_vram use_mmap use_mlock num_thread tfs_z mirostat mirostat_tau mirostat_eta""".split()
 )
 
-_ALIAS_KEYS = {"model", "ttl", "temperature", "system", "system_mode", "options", "hidden"}
-_DEFAULT_KEYS = {"ttl", "passthrough", "fallback", "expose"}
-_TOP_KEYS = {"defaults", "aliases", "endpoints"}
+_ALIAS_KEYS = {"model", "ttl", "temperature", "system", "system_mode", "options", "hidden", "backend",
+               "backends", "policy"}
+_DEFAULT_KEYS = {"ttl", "passthrough", "fallback", "expose", "backends", "policy"}
+_TOP_KEYS = {"defaults", "aliases", "endpoints", "backends"}
+_BACKEND_KEYS = {"url", "api_key"}
 _ENDPOINT_KEYS = {"method", "path", "status", "json"}
 
 
@@ -131,15 +134,34 @@ class _Validator:
     def table(self, document) -> RouteTable:
         top = self.mapping(document, "the file", 1)
         self.check_keys(top, _TOP_KEYS, "top level")
+        backends = self.backends(top.get("backends"), top.key_lines.get("backends"))
         defaults = self.defaults(top.get("defaults"), top.key_lines.get("defaults"))
-        aliases = self.aliases(top.get("aliases"), top.key_lines.get("aliases"))
+        if defaults.backends:
+            check_backend_names(defaults.backends, backends, "defaults", self.source,
+                                top["defaults"].key_lines["backends"])
+        aliases = self.aliases(top.get("aliases"), top.key_lines.get("aliases"), backends)
         if defaults.fallback:
             check_fallback(defaults.fallback, aliases, "an alias of this file", self.source,
                            top["defaults"].key_lines["fallback"])
         endpoints = self.endpoints(top.get("endpoints"), top.key_lines.get("endpoints"))
-        return RouteTable(defaults=defaults, aliases=MappingProxyType(aliases), endpoints=endpoints)
+        return RouteTable(defaults=defaults, aliases=MappingProxyType(aliases), endpoints=endpoints,
+                          backends=MappingProxyType(backends))
 
-    def aliases(self, value, line: int | None) -> dict[str, Alias]:
+    def backends(self, value, line: int | None) -> dict[str, Backend]:
+        if value is None:
+            return {}
+        raw = self.mapping(value, "backends", line)
+        out = {}
+        for name, spec in raw.items():
+            what, line = f"backend '{name}'", raw.key_lines[name]
+            if name == DEFAULT_BACKEND:
+                self.fail(f"{what}: the name is taken by LMSTUDIO_URL's backend", line)
+            data = self.mapping(spec, what, line)
+            self.check_keys(data, _BACKEND_KEYS, what)
+            out[name] = backend_fields(name, data, self.source, data.key_lines, data.line)
+        return out
+
+    def aliases(self, value, line: int | None, backends: Mapping[str, Backend]) -> dict[str, Alias]:
         if value is None:
             return {}
         raw = self.mapping(value, "aliases", line)
@@ -148,6 +170,9 @@ class _Validator:
         for name, spec in raw.items():
             line = raw.key_lines[name]
             alias = self.alias(name, spec, line)
+            if alias.backends:
+                check_backend_names(alias.backends, backends, f"alias '{name}'", self.source,
+                                    spec.key_lines.get("backends", spec.key_lines.get("backend")))
             if alias.name in aliases:
                 self.fail(f"alias '{name}' is the same as '{alias.name}' on line "
                           f"{lines[alias.name]} (':latest' is implied)", line)
@@ -251,7 +276,53 @@ def alias_fields(data: Mapping, source: str, lines: Mapping[str, int], what: str
     if unknown:
         fail(f"unknown option(s) {', '.join(map(str, unknown))} in 'options'", "options")
     return {"temperature": temperature, "system": system, "system_mode": system_mode,
-            "options": MappingProxyType(_plain(dict(options))), "hidden": hidden}
+            "options": MappingProxyType(_plain(dict(options))), "hidden": hidden,
+            **backend_choice(data, fail)}
+
+
+def backend_choice(data: Mapping, fail) -> dict:
+    """An alias's (or the defaults') `backend: NAME` or `backends: [A, B]` and `policy`, checked for
+    shape; whether the names exist is `check_backend_names`'s business."""
+    if data.get("backend") is not None and data.get("backends") is not None:
+        fail("give either 'backend' or 'backends', not both", "backends")
+    names = data.get("backends")
+    if data.get("backend") is not None:
+        names = [data["backend"]]
+    names = names or []
+    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) and n.strip() for n in names):
+        fail("'backends' must be a list of backend names", "backends")
+    if len(set(names)) != len(names):
+        fail("'backends' names a backend twice", "backends")
+    policy = data.get("policy") or "fallback"
+    if policy not in POLICIES:
+        fail(f"'policy' must be one of {', '.join(POLICIES)}, got {policy!r}", "policy")
+    return {"backends": tuple(n.strip() for n in names), "policy": policy}
+
+
+def check_backend_names(names, backends: Mapping[str, Backend], what: str, source: str,
+                        line: int | None = None):
+    """Every name must be a configured backend (routes.yaml's `backends:`) or `default`."""
+    unknown = [n for n in names if n != DEFAULT_BACKEND and n not in backends]
+    if unknown:
+        known = ", ".join([DEFAULT_BACKEND, *backends])
+        raise RouteTableError(f"{what}: unknown backend(s) {', '.join(unknown)} (known: {known})", source,
+                              line, "backends")
+
+
+def backend_fields(name: str, data: Mapping, source: str, lines: Mapping[str, int],
+                   line: int | None = None) -> Backend:
+    """Validate one backend ({url, api_key}): the URL is required, http(s) with a host."""
+    from urllib.parse import urlsplit
+
+    url, api_key = data.get("url"), data.get("api_key") or ""
+    parts = urlsplit(url) if isinstance(url, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+        raise RouteTableError(f"backend '{name}': 'url' must be an http(s) URL such as "
+                              f"http://10.0.0.5:1234, got {url!r}", source, lines.get("url", line), "url")
+    if not isinstance(api_key, str):
+        raise RouteTableError(f"backend '{name}': 'api_key' must be a string", source, lines.get("api_key"),
+                              "api_key")
+    return Backend(name=name, url=url.rstrip("/"), api_key=api_key)
 
 
 def defaults_fields(data: Mapping, source: str, lines: Mapping[str, int]) -> dict:
@@ -270,8 +341,9 @@ def defaults_fields(data: Mapping, source: str, lines: Mapping[str, int]) -> dic
     fallback = data.get("fallback")
     if fallback is not None and not isinstance(fallback, str):
         fail("'fallback' must be an alias name", "fallback")
-    return {"passthrough": passthrough, "expose": expose,
-            "fallback": normalize_name(fallback) if fallback else None}
+    out = {"passthrough": passthrough, "expose": expose,
+           "fallback": normalize_name(fallback) if fallback else None}
+    return {**out, **backend_choice(data, fail)}
 
 
 def check_fallback(fallback: str, aliases: Mapping[str, Alias], scope: str, source: str,

@@ -32,6 +32,8 @@ def _changed_fields(item, always: tuple[str, ...] = ()) -> dict[str, Any]:
             continue
         if spec.name == "ttl":
             value = format_duration(value)
+        if isinstance(value, tuple):
+            value = list(value)
         out[spec.name] = dict(value) if isinstance(value, Mapping) else value
     return out
 
@@ -46,6 +48,9 @@ def dump_routes(table: RouteTable, header: str = "") -> str:
     """The table as routes.yaml text that `load_routes` reads back into an equal table."""
     document: dict[str, Any] = {"defaults": _changed_fields(table.defaults, always=("passthrough",)),
                                 "aliases": {name: alias_spec(a) for name, a in table.aliases.items()}}
+    if getattr(table, "backends", None):
+        document = {"backends": {name: {"url": b.url, **({"api_key": b.api_key} if b.api_key else {})}
+                                 for name, b in table.backends.items()}, **document}
     # Declared endpoints exist on tables that have them (routes.yaml's `endpoints:`).
     endpoints = getattr(table, "endpoints", ())
     if endpoints:

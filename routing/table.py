@@ -10,6 +10,8 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Iterable, Mapping
 
+from .backends import DEFAULT_BACKEND, Backend
+
 GLOB_CHARS = "*?["
 
 
@@ -29,6 +31,8 @@ class Alias:
     system_mode: str = "prepend"
     options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     hidden: bool = False
+    backends: tuple[str, ...] = ()  # LM Studio servers, in order (empty: defaults.backends)
+    policy: str = "fallback"         # fallback | least-busy (see routing.backends)
     source: str = "file"
 
     @property
@@ -48,6 +52,8 @@ class Defaults:
     passthrough: bool = True
     fallback: str | None = None      # the alias that serves unknown names (None: unknown is a 404)
     expose: str = "all"              # what model lists show: all | aliases | none
+    backends: tuple[str, ...] = ()   # for aliases without their own and pass-through names (empty: default)
+    policy: str = "fallback"
 
 
 @dataclass(frozen=True)
@@ -80,12 +86,21 @@ class Route:
             return self.alias.ttl
         return defaults.ttl
 
+    def backends(self, defaults: Defaults) -> tuple[tuple[str, ...], str]:
+        """(backend names in order, policy): the alias's own, else the defaults', else `default`
+        (LMSTUDIO_URL)."""
+        if self.alias and self.alias.backends:
+            return self.alias.backends, self.alias.policy
+        return defaults.backends or (DEFAULT_BACKEND,), defaults.policy
+
 
 @dataclass(frozen=True)
 class RouteTable:
     defaults: Defaults = Defaults()
     aliases: Mapping[str, Alias] = field(default_factory=lambda: MappingProxyType({}))
     endpoints: tuple[DeclaredEndpoint, ...] = ()
+    # The LM Studio servers routes.yaml names (`backends:`); `default` (LMSTUDIO_URL) is implied.
+    backends: Mapping[str, Backend] = field(default_factory=lambda: MappingProxyType({}))
     patterns: tuple[Alias, ...] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self):
@@ -145,16 +160,20 @@ class RouteTable:
         default the admin sets replaces the file's (unset ones keep the file's value)."""
         endpoints = {e.key: e for e in self.endpoints}
         endpoints.update({e.key: e for e in overrides.endpoints})
+        backends = self.backends  # the same mapping when the admin adds none: the pool keeps its clients
+        if overrides.backends:
+            backends = MappingProxyType({**self.backends, **{b.name: b for b in overrides.backends}})
         return replace(self.with_aliases(overrides.aliases),
                        defaults=replace(self.defaults, **dict(overrides.defaults)),
-                       endpoints=tuple(endpoints.values()))
+                       endpoints=tuple(endpoints.values()), backends=backends)
 
 
 @dataclass(frozen=True)
 class TableOverrides:
-    """What the admin stores over routes.yaml: aliases, declared endpoints, and the defaults it sets
-    (field name -> value; a field left out keeps the file's value)."""
+    """What the admin stores over routes.yaml: aliases, declared endpoints, backends, and the defaults
+    it sets (field name -> value; a field left out keeps the file's value)."""
 
     aliases: tuple[Alias, ...] = ()
     defaults: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     endpoints: tuple[DeclaredEndpoint, ...] = ()
+    backends: tuple[Backend, ...] = ()

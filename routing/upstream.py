@@ -106,7 +106,10 @@ class Upstream:
 
     async def json(self, method: str, path: str, body: dict | None = None, *, model: str = "") -> dict:
         """A whole JSON response, status checked."""
-        response = await self.open(method, path, body, model=model)
+        return await self.read_json(await self.open(method, path, body, model=model), path)
+
+    async def read_json(self, response: httpx.Response, path: str) -> dict:
+        """The whole JSON body of a response from `open` (closed afterwards)."""
         try:
             async with self.mapped_errors():
                 await response.aread()
@@ -269,23 +272,33 @@ def check_response(response: httpx.Response, model: str = "", upstream_model: st
 _upstream: Upstream | None = None
 
 
+def make_upstream(url: str, api_key: str = "") -> Upstream:
+    """A pooled client to one LM Studio server, with the UPSTREAM_* settings."""
+    from django.conf import settings
+
+    return Upstream(url, api_key=api_key, connect_timeout=settings.UPSTREAM_CONNECT_TIMEOUT,
+                    read_timeout=settings.UPSTREAM_READ_TIMEOUT,
+                    max_connections=settings.UPSTREAM_MAX_CONNECTIONS)
+
+
 def get_upstream() -> Upstream:
-    """The process's pooled client to settings.LMSTUDIO_URL, created on first use."""
+    """The process's pooled client to settings.LMSTUDIO_URL (the `default` backend), made on first use."""
     global _upstream
     if _upstream is None:
         from django.conf import settings
 
-        _upstream = Upstream(settings.LMSTUDIO_URL, api_key=settings.LMSTUDIO_API_KEY,
-                             connect_timeout=settings.UPSTREAM_CONNECT_TIMEOUT,
-                             read_timeout=settings.UPSTREAM_READ_TIMEOUT,
-                             max_connections=settings.UPSTREAM_MAX_CONNECTIONS)
+        _upstream = make_upstream(settings.LMSTUDIO_URL, settings.LMSTUDIO_API_KEY)
     return _upstream
 
 
 def set_upstream(upstream: Upstream | None):
-    """Replace the process's client (tests inject one with a fake transport)."""
+    """Replace the process's client (tests inject one with a fake transport); the backend pool, which
+    holds it as the `default` backend's, is made again."""
     global _upstream
+    from .backends import reset_pool
+
     _upstream = upstream
+    reset_pool()
 
 
 __all__ = ["Upstream", "EventStream", "ProxyError", "get_upstream", "set_upstream", "check_response", "parse_sse_line"]

@@ -12,7 +12,7 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from . import alias_api, embeddings, model_info, ollama_request, openai_side
-from .catalog import get_catalog
+from .backends import models_by_backend, models_everywhere
 from .errors import MethodNotAllowed, ModelNotFound, NotSupported, ProxyError, error_body
 from .pipeline import Endpoint, json_response, parse_body, proxy, resolve_route
 from .registry import get_registry
@@ -85,7 +85,7 @@ async def version(request: HttpRequest):
 @api_view(["GET", "HEAD"])
 async def tags(request: HttpRequest):
     table = await get_registry().table()
-    lm_models = await _lm_models_or_empty()
+    lm_models = await _lm_models_or_empty(table)
     return json_response(model_info.tags(table, lm_models))
 
 
@@ -111,13 +111,14 @@ async def delete(request: HttpRequest):
 @api_view(["GET"], "openai")
 async def v1_models(request: HttpRequest):
     table = await get_registry().table()
-    return json_response(model_info.openai_models(table, await _lm_models_or_empty()))
+    return json_response(model_info.openai_models(table, await _lm_models_or_empty(table)))
 
 
-async def _lm_models_or_empty() -> Mapping[str, dict]:
-    """LM Studio's models, or none when it is unreachable: the aliases are still worth listing."""
+async def _lm_models_or_empty(table) -> Mapping[str, dict]:
+    """The models of every LM Studio backend, or none when none is reachable: the aliases are still
+    worth listing."""
     try:
-        return await get_catalog().models()
+        return await models_everywhere(table)
     except ProxyError:
         return {}
 
@@ -125,8 +126,9 @@ async def _lm_models_or_empty() -> Mapping[str, dict]:
 async def known_model(requested: str) -> tuple[Route, dict | None]:
     """The route for a model name and LM Studio's description of its model; ModelNotFound for a
     name that is neither an alias nor (when names pass through) a model LM Studio has."""
-    route = await resolve_route(await get_registry().table(), requested)
-    lm = await get_catalog().get(route.model)
+    table = await get_registry().table()
+    route = await resolve_route(table, requested)
+    lm = (await _lm_models_or_empty(table)).get(route.model)
     if lm is None and route.alias is None:
         raise ModelNotFound(requested)
     return route, lm
@@ -134,9 +136,15 @@ async def known_model(requested: str) -> tuple[Route, dict | None]:
 
 @api_view(["GET", "HEAD"])
 async def ps(request: HttpRequest):
+    """The loaded models of every backend, each entry with the `backend` that holds it."""
     table = await get_registry().table()
-    lm_models = await _lm_models_or_empty()
-    return json_response(model_info.running(table, lm_models, datetime.now(timezone.utc)))
+    try:
+        by_backend = await models_by_backend(table.backends)
+    except ProxyError:
+        by_backend = {}
+    now = datetime.now(timezone.utc)
+    return json_response({"models": [{**entry, "backend": name} for name, lm_models in by_backend.items()
+                                     for entry in model_info.running(table, lm_models, now)["models"]]})
 
 
 @api_view(["GET"], "openai")

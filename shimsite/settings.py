@@ -35,6 +35,9 @@ UPSTREAM_READ_TIMEOUT = env.float("UPSTREAM_READ_TIMEOUT", default=300.0)
 # Seconds /ready waits for LM Studio before it answers 503.
 READY_TIMEOUT = env.float("READY_TIMEOUT", default=2.0)
 UPSTREAM_MAX_CONNECTIONS = env.int("UPSTREAM_MAX_CONNECTIONS", default=256)
+# Seconds a backend that failed (unreachable, or a 5xx before streaming) is passed over before the
+# next request tries it again (routes.yaml `backends:`).
+BACKEND_COOL_OFF = env.float("BACKEND_COOL_OFF", default=10.0)
 # How long LM Studio's model list is reused before it is fetched again.
 MODEL_LIST_TTL = env.float("MODEL_LIST_TTL", default=10.0)
 # The version reported on /api/version; GitHub Copilot Chat refuses anything below 0.6.4.

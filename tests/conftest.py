@@ -6,10 +6,13 @@ loopback ports, started once per session.
 """
 from __future__ import annotations
 
+import glob
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -303,3 +306,65 @@ def admin_login(page, server: ProxyServer, username: str, password: str):
     page.fill("#id_password", password)
     page.click("input[type=submit]")
     page.wait_for_url(f"{server.url}/admin/")
+
+
+# --- PostgreSQL and Redis, for the several-instances tests ----------------------------------------
+
+
+def _needs(what: str):
+    """On CI a missing service binary fails the run (.ci/run installs it); locally the test skips."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} is not installed (.ci/run installs it)")
+    pytest.skip(f"{what} is not installed")
+
+
+def _postgres_binary(name: str) -> str | None:
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))  # Debian keeps them off the PATH
+    return found[-1] if found else shutil.which(name)
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A throwaway PostgreSQL cluster on a loopback port (trust authentication, data in a temp dir),
+    started with Debian's initdb and pg_ctl; as root they run as the `postgres` user."""
+    initdb, pg_ctl = _postgres_binary("initdb"), _postgres_binary("pg_ctl")
+    if not initdb or not pg_ctl:
+        _needs("PostgreSQL (apt-get install postgresql)")
+    base = Path(tempfile.mkdtemp(prefix="proxy-pg-"))  # not under pytest's 0700 root-owned temp
+    as_owner = []
+    if os.geteuid() == 0:
+        shutil.chown(base, "postgres")
+        as_owner = ["runuser", "-u", "postgres", "--"]
+    data, port = base / "data", free_port()
+    subprocess.run([*as_owner, initdb, "-D", str(data), "-U", "proxy", "--auth=trust", "-E", "UTF8"],
+                   check=True, capture_output=True)
+    subprocess.run([*as_owner, pg_ctl, "-D", str(data), "-l", str(base / "log"), "-w", "-t", "60",
+                    "-o", f"-h 127.0.0.1 -p {port} -k {base}", "start"], check=True, capture_output=True)
+    try:
+        yield f"postgres://proxy@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*as_owner, pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop"], capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    """A throwaway redis-server on a loopback port, with no persistence."""
+    exe = shutil.which("redis-server")
+    if not exe:
+        _needs("Redis (apt-get install redis-server)")
+    port = free_port()
+    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                stop(proc)
+                raise RuntimeError("redis-server did not start")
+            time.sleep(0.05)
+    yield f"redis://127.0.0.1:{port}/0"
+    stop(proc)

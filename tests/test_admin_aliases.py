@@ -12,7 +12,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture(autouse=True)
 def no_lmstudio(monkeypatch):
-    monkeypatch.setattr(lmstudio, "model_ids", lambda: ([], "LM Studio's model list is unavailable"))
+    monkeypatch.setattr(lmstudio, "model_ids", lambda table=None: ([], "LM Studio's model list is unavailable"))
 
 
 def test_the_list_shows_every_effective_alias_with_its_source(admin_client, routes_file):

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture(autouse=True)
 def no_lmstudio(monkeypatch):
     """The form asks LM Studio for its models; here it is unreachable."""
-    monkeypatch.setattr(lmstudio, "model_ids", lambda: ([], "LM Studio's model list is unavailable"))
+    monkeypatch.setattr(lmstudio, "model_ids", lambda table=None: ([], "LM Studio's model list is unavailable"))
 
 
 def stored(**fields) -> Alias:
@@ -90,7 +90,7 @@ def test_the_form_says_when_lmstudio_is_unreachable_and_still_takes_a_typed_id()
 
 
 def test_the_form_offers_lmstudio_models_in_a_datalist(monkeypatch):
-    monkeypatch.setattr(lmstudio, "model_ids", lambda: (["a-model", "b-model"], ""))
+    monkeypatch.setattr(lmstudio, "model_ids", lambda table=None: (["a-model", "b-model"], ""))
     html = str(form()["model"])
     assert 'list="model-lmstudio-models"' in html and '<option value="b-model">' in html
 

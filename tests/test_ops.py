@@ -30,17 +30,18 @@ async def test_health_answers_without_asking_lmstudio(upstream_mock):
     assert not upstream_mock.calls
 
 
-async def test_ready_asks_lmstudio_for_its_model_list(upstream_mock):
+async def test_ready_asks_lmstudio_for_its_model_list(upstream_mock, routes_file):
     healthy_lmstudio(upstream_mock)
     response = await AsyncClient().get("/ready")
-    assert response.status_code == 200 and response.json() == {"status": "ready"}
+    assert response.status_code == 200 and response.json() == {"status": "ready", "backends": {
+        "default": {"url": "http://lmstudio.test", "up": True, "open_requests": 0, "last_error": ""}}}
     [call] = upstream_mock.calls
     assert call.request.url.path == "/v1/models"
 
 
 @pytest.mark.parametrize("failure", [httpx.ConnectError("refused"), httpx.ReadTimeout("slow"),
                                      httpx.Response(500, json={"error": "boom"})])
-async def test_ready_is_503_when_lmstudio_does_not_answer(upstream_mock, failure):
+async def test_ready_is_503_when_lmstudio_does_not_answer(upstream_mock, routes_file, failure):
     upstream_mock.get("/v1/models").mock(side_effect=[failure])
     response = await AsyncClient().get("/ready")
     assert response.status_code == 503

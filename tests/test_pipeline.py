@@ -179,3 +179,18 @@ async def test_stream_null_means_the_dialects_default(upstream_mock, routes_file
     r = await AsyncClient().post("/api/chat", {"model": "coder", "messages": MSGS, "stream": None},
                                  content_type="application/json")
     assert r.status_code == 200 and r.streaming  # Ollama streams unless told not to
+
+
+async def test_with_passthrough_and_a_fallback_lmstudio_ids_pass_and_unknown_names_fall_back(
+        upstream_mock, routes_file):
+    routes_file.write_text("defaults: {passthrough: true, fallback: coder}\n"
+                           "aliases:\n  coder: qwen2.5-7b-instruct\n")
+    upstream_mock.get("/api/v0/models").mock(return_value=httpx.Response(
+        200, json={"data": [{"id": "qwen2.5-7b-instruct"}, {"id": "qwen/qwen3-4b"}]}))
+    route = upstream_mock.post("/v1/chat/completions").mock(
+        side_effect=lambda request: stream_reply(delta("Hi", finish="stop")))
+    for requested, served in (("qwen/qwen3-4b", "qwen/qwen3-4b"), ("gpt-4o", "qwen2.5-7b-instruct")):
+        r = await AsyncClient().post("/api/chat", {"model": requested, "messages": MSGS, "stream": False},
+                                     content_type="application/json")
+        assert r.status_code == 200
+        assert orjson.loads(route.calls.last.request.content)["model"] == served

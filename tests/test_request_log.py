@@ -96,7 +96,8 @@ def test_a_row_never_holds_a_key_even_in_a_truncated_body():
 
 
 def test_a_row_has_every_field_of_the_exchange():
-    exchange = finished_exchange(stream=True, tool_calls=[{"function": {"name": "get_weather"}}])
+    exchange = finished_exchange(stream=True, tool_calls=[{"function": {"name": "get_weather"}}],
+                                 backend="gpu-box")
     exchange.fail(499, "client disconnected before the answer was complete", DISCONNECTED)
     row = exchange_to_row(exchange, POLICY)
     log = RequestLog(**row)  # every key is a model field
@@ -104,6 +105,7 @@ def test_a_row_has_every_field_of_the_exchange():
     assert (log.status, log.outcome, log.stream) == (499, "client disconnected", True)
     assert log.duration_ms > 0 and log.ttft_ms is not None
     assert "get_weather" in log.tool_calls and log.response_text == "Hello!"
+    assert log.backend == "gpu-box"
 
 
 # --- the batch writer --------------------------------------------------------------------------

@@ -30,7 +30,7 @@ endpoints:
 
 @pytest.fixture(autouse=True)
 def no_lmstudio(monkeypatch):
-    monkeypatch.setattr(lmstudio, "model_ids", lambda: ([], "LM Studio's model list is unavailable"))
+    monkeypatch.setattr(lmstudio, "model_ids", lambda table=None: ([], "LM Studio's model list is unavailable"))
 
 
 @pytest.fixture
