@@ -57,7 +57,8 @@ def _store_copy(template: routes.Alias, destination: str) -> routes.Alias:
 
 
 async def delete_alias(body: dict) -> str:
-    """Delete the admin alias `model` (or `name`); returns its normalised name."""
+    """Delete the admin alias `model` (or `name`), or unload one of LM Studio's own models; returns
+    the normalised name."""
     requested = _required_name(body, "model", "name")
     name = routes.normalize_name(requested)
     deleted = await sync_to_async(_delete_stored)(name)
@@ -67,7 +68,24 @@ async def delete_alias(body: dict) -> str:
     if name in registry.file_table().aliases:
         raise Conflict(f"alias '{name}' is defined in {registry.path.name} ({registry.path}); "
                        "it cannot be deleted through the API: remove it from that file")
-    raise ModelNotFound(requested)
+    await _unload_lmstudio_model(await registry.table(), requested)
+    return name
+
+
+async def _unload_lmstudio_model(table: routes.RouteTable, requested: str):
+    """`ollama rm` of one of LM Studio's own models (a pass-through name): the proxy cannot delete
+    LM Studio's files, so it frees the model's memory instead: every loaded instance is unloaded."""
+    from . import lifecycle
+    from .backends import catalog_of, first_backend
+
+    route = table.resolve(requested)
+    if route is None or route.via != "passthrough":
+        raise ModelNotFound(requested)
+    backend = first_backend(table, route)
+    catalog = catalog_of(backend)
+    if await catalog.get(route.model) is None:
+        raise ModelNotFound(requested)
+    await lifecycle.unload(route.model, backend.upstream, catalog)
 
 
 def _delete_stored(name: str) -> bool:

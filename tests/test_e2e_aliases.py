@@ -155,3 +155,14 @@ def test_the_ollama_client_copies_and_deletes_aliases(server, client, fake):
     with pytest.raises(ollama.ResponseError) as info:
         client.delete("coder")
     assert info.value.status_code == 409 and "routes.yaml" in info.value.error
+
+
+def test_ollama_rm_of_an_lmstudio_model_unloads_it(server, client, fake):
+    import ollama
+
+    assert client.delete("qwen2.5-7b-instruct").status == "success"  # loaded in the fake
+    unloads = fake.requests("/api/v1/models/unload")
+    assert [r["json"]["instance_id"] for r in unloads] == ["qwen2.5-7b-instruct"]
+    with pytest.raises(ollama.ResponseError) as info:
+        client.delete("no-such-model")
+    assert info.value.status_code == 404
