@@ -128,8 +128,10 @@ async def known_model(requested: str) -> tuple[Route, dict | None]:
     name that is neither an alias nor (when names pass through) a model LM Studio has."""
     table = await get_registry().table()
     route = await resolve_route(table, requested)
-    lm = (await _lm_models_or_empty(table)).get(route.model)
-    if lm is None and route.alias is None:
+    if route.alias is not None:  # an alias can be described even while LM Studio is away
+        return route, (await _lm_models_or_empty(table)).get(route.model)
+    lm = (await models_everywhere(table)).get(route.model)  # unreachable: a 502, not a false 404
+    if lm is None:
         raise ModelNotFound(requested)
     return route, lm
 

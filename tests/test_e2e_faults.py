@@ -182,3 +182,16 @@ def test_a_body_over_the_limit_is_a_413_under_daphne(fake_lm, lmstudio_port, tmp
     finally:
         stop(server.proc)
     assert [r["path"] for r in fake_lm.requests()] == ["/v1/chat/completions"]  # only the small one
+
+
+def test_show_of_a_passthrough_name_while_lmstudio_is_down_is_a_502_not_a_404(tmp_path):
+    from tests.conftest import free_port, start_proxy, stop
+
+    server = start_proxy(tmp_path, f"http://127.0.0.1:{free_port()}", UPSTREAM_CONNECT_TIMEOUT=1)
+    try:
+        r = httpx.post(f"{server.url}/api/show", json={"model": "qwen/qwen3-4b"}, timeout=10)
+        assert r.status_code == 502 and "cannot reach LM Studio" in r.json()["error"]
+        alias = httpx.post(f"{server.url}/api/show", json={"model": "coder"}, timeout=10)
+        assert alias.status_code == 200  # an alias is described from routes.yaml alone
+    finally:
+        stop(server.proc)
