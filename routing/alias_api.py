@@ -76,15 +76,11 @@ async def _unload_lmstudio_model(table: routes.RouteTable, requested: str):
     """`ollama rm` of one of LM Studio's own models (a pass-through name): the proxy cannot delete
     LM Studio's files, so it frees the model's memory instead: every loaded instance is unloaded."""
     from . import lifecycle
-    from .backends import catalog_of, first_backend
 
     route = table.resolve(requested)
     if route is None or route.via != "passthrough":
         raise ModelNotFound(requested)
-    backend = first_backend(table, route)
-    catalog = catalog_of(backend)
-    if await catalog.get(route.model) is None:
-        raise ModelNotFound(requested)
+    backend, catalog = await lifecycle.backend_for(table, route, requested)
     await lifecycle.unload(route.model, backend.upstream, catalog)
 
 

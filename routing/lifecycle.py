@@ -8,10 +8,21 @@ for every loaded instance of the model.
 """
 from __future__ import annotations
 
+from .backends import BackendState, catalog_of, first_backend
 from .catalog import ModelCatalog, get_catalog
-from .errors import EndpointMissing, ModelNotLoaded, NotSupported
+from .errors import EndpointMissing, ModelNotFound, ModelNotLoaded, NotSupported
 from .model_info import capabilities, is_loaded
 from .upstream import Upstream, get_upstream
+
+
+async def backend_for(table, route, requested: str) -> tuple[BackendState, ModelCatalog]:
+    """Where a load or unload of `route` goes (the backend a request for it would try first) and that
+    backend's model list; ModelNotFound for a pass-through name LM Studio does not have."""
+    backend = first_backend(table, route)
+    catalog = catalog_of(backend)
+    if route.alias is None and await catalog.get(route.model) is None:
+        raise ModelNotFound(requested)
+    return backend, catalog
 
 
 def load_request(model_id: str, embedding: bool) -> tuple[str, dict]:

@@ -14,7 +14,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
 from . import lifecycle
-from .backends import catalog_of, first_backend, models_everywhere, open_on_backends
+from .backends import models_everywhere, open_on_backends
 from .errors import BadRequest, ModelNotFound, PayloadTooLarge, ProxyError, UpstreamError, error_body
 from .exchange import DISCONNECTED, Exchange, Timing
 from .observers import exchange_finished
@@ -181,11 +181,9 @@ async def _lifecycle(action: str, table: RouteTable, route: Route, requested: st
 
     Ollama answers these with one JSON object, streamed or not.
     """
-    backend = first_backend(table, route)
+    backend, catalog = await lifecycle.backend_for(table, route, requested)
     exchange.backend = backend.name
-    upstream, catalog = backend.upstream, catalog_of(backend)
-    if route.alias is None and await catalog.get(route.model) is None:
-        raise ModelNotFound(requested)  # a pass-through name LM Studio does not have
+    upstream = backend.upstream
     if action == "unload":
         unloaded = await lifecycle.unload(route.model, upstream, catalog)
         exchange.response_text = f"unloaded: {', '.join(unloaded) or 'nothing'}"
