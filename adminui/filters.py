@@ -14,7 +14,7 @@ LAST = {"15m": timedelta(minutes=15), "1h": timedelta(hours=1), "24h": timedelta
 class HistoryFilter(forms.Form):
     alias = forms.CharField(required=False, max_length=200)
     model = forms.CharField(required=False, max_length=200, help_text="LM Studio model id")
-    api = forms.ChoiceField(required=False, choices=[("", "any API"), ("ollama", "Ollama"), ("openai", "OpenAI")])
+    api = forms.ChoiceField(required=False, choices=[("", "any API"), ("ollama", "Ollama"), ("openai", "OpenAI"), ("responses", "Responses"), ("anthropic", "Anthropic")])
     status = forms.ChoiceField(required=False, choices=[("", "any status"), ("error", "errors only"),
                                                         ("ok", "answered only")])
     last = forms.ChoiceField(required=False, choices=[("", "any time")] + [(k, f"last {k}") for k in LAST])

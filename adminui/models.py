@@ -8,7 +8,7 @@ class RequestLog(models.Model):
     request_id = models.CharField(max_length=32, unique=True,
                                   help_text="Also returned to the client as the X-Request-Id header.")
     started_at = models.DateTimeField(help_text="When the request arrived.")
-    api = models.CharField(max_length=10, help_text="Client dialect: ollama or openai.")
+    api = models.CharField(max_length=10, help_text="Client dialect: ollama, openai, responses or anthropic.")
     endpoint = models.CharField(max_length=100, help_text="Client-facing path, e.g. /api/chat.")
     client = models.CharField(max_length=100, blank=True, help_text="Client address.")
     user_agent = models.CharField(max_length=300, blank=True)
@@ -44,7 +44,7 @@ class RequestLog(models.Model):
             models.Index(fields=["status", "started_at"], name="requestlog_status"),
         ]
         constraints = [
-            models.CheckConstraint(condition=models.Q(api__in=["ollama", "openai"]), name="requestlog_api"),
+            models.CheckConstraint(condition=models.Q(api__in=["ollama", "openai", "responses", "anthropic"]), name="requestlog_api"),
         ]
 
     def __str__(self):

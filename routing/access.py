@@ -34,9 +34,12 @@ def is_api_path(path: str) -> bool:
 
 
 def presented_key(request: HttpRequest) -> str:
-    """The bearer token of the request's Authorization header, or ""."""
+    """The bearer token of the request's Authorization header, else its `x-api-key` header (Anthropic's
+    clients send the key there), or ""."""
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    return token.strip() if scheme.lower() == "bearer" else ""
+    if scheme.lower() == "bearer":
+        return token.strip()
+    return request.headers.get("X-Api-Key", "").strip()
 
 
 def key_matches(presented: str, expected: str) -> bool:
@@ -53,7 +56,8 @@ def refusal(request: HttpRequest) -> ProxyError | None:
         return BadRequest(f"host not allowed: {request.META.get('HTTP_HOST', '')!r} (add it to ALLOWED_HOSTS)")
     api_key = settings.API_KEY
     if api_key and request.path not in PUBLIC_PATHS and not key_matches(presented_key(request), api_key):
-        return Unauthorized("missing or invalid API key: send the header 'Authorization: Bearer <key>'")
+        return Unauthorized("missing or invalid API key: send the header 'Authorization: Bearer <key>' "
+                            "(or 'x-api-key: <key>')")
     try:
         declared = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:

@@ -1,7 +1,7 @@
 """The proxy's one error hierarchy, and the one place that turns an error into a client's error body.
 
 Every failure the proxy reports is a `ProxyError` subclass that knows its HTTP status and message.
-Views never build error bodies themselves: `error_body(exc, dialect)` does it for both dialects.
+Views never build error bodies themselves: `error_body(exc, dialect)` does it for every dialect.
 """
 from __future__ import annotations
 
@@ -107,14 +107,24 @@ class NotFound(ProxyError):
     openai_type = "invalid_request_error"
 
 
+# Anthropic's error `type` for an HTTP status (its API reference, "Errors").
+ANTHROPIC_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+                   404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
+                   503: "overloaded_error", 529: "overloaded_error"}
+OPENAI_SHAPED = ("openai", "responses")
+
+
 def dialect_of(path: str) -> str:
-    """The error dialect a client of `path` expects: "openai" under /v1, "ollama" elsewhere."""
+    """The error dialect a client of `path` expects: "anthropic" on /v1/messages, "openai" elsewhere
+    under /v1, "ollama" everywhere else."""
+    if path == "/v1/messages" or path.startswith("/v1/messages/"):
+        return "anthropic"
     return "openai" if path == "/v1" or path.startswith("/v1/") else "ollama"
 
 
 def error_body(exc: ProxyError, dialect: str) -> dict:
-    """The JSON body that `dialect` ("ollama" or "openai") clients expect for `exc`."""
-    if dialect == "openai":
+    """The JSON body that clients of `dialect` ("ollama", "openai", "responses", "anthropic") expect."""
+    if dialect in OPENAI_SHAPED:
         return {
             "error": {
                 "message": exc.message,
@@ -123,4 +133,7 @@ def error_body(exc: ProxyError, dialect: str) -> dict:
                 "code": exc.openai_code,
             }
         }
+    if dialect == "anthropic":
+        kind = ANTHROPIC_TYPES.get(exc.status, "invalid_request_error" if exc.status < 500 else "api_error")
+        return {"type": "error", "error": {"type": kind, "message": exc.message}}
     return {"error": exc.message}

@@ -15,28 +15,40 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
 from . import lifecycle
 from .backends import models_everywhere, open_on_backends
-from .errors import BadRequest, ModelNotFound, PayloadTooLarge, ProxyError, UpstreamError, error_body
+from .dialects.base import Dialect, Translator, require_model, strict_bool
+from .dialects.ollama import lifecycle_answer
+from .errors import BadRequest, ModelNotFound, PayloadTooLarge, ProxyError, error_body
 from .exchange import DISCONNECTED, Exchange, Timing
 from .observers import exchange_finished
-from .ollama_request import keep_alive_ttl, lifecycle_action, require_model
-from .ollama_response import OllamaTranslator, lifecycle_answer
-from .openai_side import OpenAIPassthrough, client_ttl
 from .overrides import apply_route
 from .registry import get_registry
 from .routes import Route, RouteTable
-from .relay import Dialect, record_answer, relay
+from .relay import record_answer, relay
+
+
+def no_client_ttl(body: dict) -> tuple[bool, int | None]:
+    return False, None
 
 
 @dataclass(frozen=True)
 class Endpoint:
+    """What one API endpoint is: its dialect, how its requests become LM Studio's, where they go, and
+    how the answers come back. Everything else is the same pipeline for every endpoint."""
+
     path: str                            # the client-facing path, for the log
     dialect: Dialect
     upstream_path: str | Callable[[dict], str]  # or a function of the built body
     build: Callable[[dict], dict]        # client body -> OpenAI-shaped body (route not applied yet)
-    kind: str = "chat"                   # "chat" | "generate" (what an Ollama translator produces) | "embed"
+    # (client's model name, client body) -> the stream translator; None for one-answer endpoints
+    translator: Callable[[str, dict], Translator] | None = None
+    kind: str = "chat"                   # "chat" | "generate" | "embed" (embeddings get no sampling overrides)
     # For endpoints answered in one JSON object, never streamed (embeddings):
     # (LM Studio's answer, client body, client's model name, timing) -> the client's answer.
     answer: Callable[[dict, dict, str, Timing], dict] | None = None
+    # (whether the client asked for a TTL, the LM Studio ttl it means) from the client body
+    client_ttl: Callable[[dict], tuple[bool, int | None]] = no_client_ttl
+    # Ollama's empty requests: client body -> "load" | "unload" | None (an ordinary request)
+    lifecycle: Callable[[dict], str | None] | None = None
 
     @property
     def api(self) -> str:
@@ -121,12 +133,9 @@ async def _proxy(request: HttpRequest, endpoint: Endpoint, exchange: Exchange) -
     exchange.requested_model, exchange.upstream_model = requested, route.model
     exchange.alias = route.alias.name if route.alias else ""
 
-    stream = body.get("stream")
-    stream = (endpoint.api == "ollama" if stream is None else stream) and endpoint.answer is None
-    if not isinstance(stream, bool):
-        raise BadRequest("stream must be true or false")
-    ttl_sent, ttl = keep_alive_ttl(body) if endpoint.api == "ollama" else client_ttl(body)
-    action = lifecycle_action(endpoint.kind, body) if endpoint.api == "ollama" else None
+    stream = strict_bool(body, "stream", endpoint.dialect.stream_by_default) and endpoint.answer is None
+    ttl_sent, ttl = endpoint.client_ttl(body)
+    action = endpoint.lifecycle(body) if endpoint.lifecycle else None
     if action:
         return await _lifecycle(action, table, route, requested, endpoint, exchange, (ttl_sent, ttl))
     upstream_body = apply_route(endpoint.build(body), route, table.defaults, ttl, ttl_sent,
@@ -153,12 +162,9 @@ async def _one_answer(endpoint: Endpoint, body: dict, answer: dict, requested: s
 async def _generation(endpoint: Endpoint, body: dict, events, requested: str, stream: bool,
                       exchange: Exchange) -> HttpResponse:
     """A chat or completion: LM Studio's stream relayed as it comes, or assembled into one answer."""
-    if endpoint.api == "ollama":
-        translator = OllamaTranslator(requested, endpoint.kind, thinking=body.get("think") is not False)
-    else:
-        translator = OpenAIPassthrough(requested, bool((body.get("stream_options") or {}).get("include_usage")))
+    translator = endpoint.translator(requested, body)
     if not stream:
-        return await _whole(events, translator, endpoint, exchange)
+        return await _whole(events, translator, exchange)
     # Read the first event before answering, so a failure to start is a JSON error, not a broken stream.
     try:
         first = [await anext(events)]
@@ -179,7 +185,8 @@ async def _lifecycle(action: str, table: RouteTable, route: Route, requested: st
     """Ollama's empty chat/generate: load the model (with the TTL a request would give it) or unload it,
     on the backend a request for it would try first.
 
-    Ollama answers these with one JSON object, streamed or not.
+    Ollama answers these with one JSON object, streamed or not. (Only Ollama's endpoints have a
+    `lifecycle`.)
     """
     backend, catalog = await lifecycle.backend_for(table, route, requested)
     exchange.backend = backend.name
@@ -200,21 +207,14 @@ async def _lifecycle(action: str, table: RouteTable, route: Route, requested: st
     return json_response(lifecycle_answer(requested, endpoint.kind, action), request_id=exchange.id)
 
 
-async def _whole(events, translator, endpoint: Endpoint, exchange: Exchange) -> HttpResponse:
-    """A non-streamed answer: the upstream answer (a stream for Ollama) assembled into one response."""
-    last = None
+async def _whole(events, translator: Translator, exchange: Exchange) -> HttpResponse:
+    """A non-streamed answer: the upstream answer (or stream) assembled into one response."""
     try:
         async for event in events:
-            chunks = translator.feed(event)
-            if chunks:
+            if translator.feed(event):
                 exchange.timing.mark_first_token()
-                last = chunks[-1]
     finally:
         await events.aclose()  # on any failure too: LM Studio stops generating
     exchange.timing.stop()
     record_answer(exchange, translator.answer)
-    if endpoint.api == "ollama":
-        return json_response(translator.whole(exchange.timing), request_id=exchange.id)
-    if last is None:
-        raise UpstreamError("LM Studio sent an empty answer")
-    return json_response(last, request_id=exchange.id)
+    return json_response(translator.whole(exchange.timing), request_id=exchange.id)

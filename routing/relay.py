@@ -1,52 +1,24 @@
 """The one streaming relay: upstream events in, framed client chunks out, the exchange closed at the end.
 
-Every streamed endpoint of both dialects goes through `relay`. It ends the stream properly in every
-case: the dialect's end marker on success, a last error chunk when the upstream fails mid-stream, and a
-"client disconnected" record (with the upstream request closed at once) when the client goes away.
+Every streamed endpoint of every dialect goes through `relay`. It ends the stream properly in every
+case: the dialect's end marker on success, the translator's failure chunks when the upstream fails
+mid-stream, and a "client disconnected" record (with the upstream request closed at once) when the
+client goes away.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
-from typing import AsyncIterator, Callable, Protocol
+from typing import AsyncIterator
 
-import orjson
-
-from .errors import ProxyError, error_body
-from .exchange import DISCONNECTED, Exchange, Timing
+from .dialects.base import Answer, Dialect, Translator
+from .errors import ProxyError
+from .exchange import DISCONNECTED, Exchange
 from .metrics import OPEN_STREAMS
 from .observers import exchange_finished
-from .ollama_response import Answer
 from .upstream import EventStream
 
 log = logging.getLogger(__name__)
-
-
-class Translator(Protocol):
-    answer: Answer
-
-    def feed(self, event: dict) -> list[dict]: ...
-
-    def finish(self, timing: Timing) -> list[dict]: ...
-
-
-@dataclass(frozen=True)
-class Dialect:
-    """How one client dialect frames a stream and reports errors."""
-
-    name: str
-    content_type: str
-    frame: Callable[[dict], bytes]
-    end: bytes
-
-    def error_frame(self, exc: ProxyError) -> bytes:
-        return self.frame(error_body(exc, self.name))
-
-
-OLLAMA = Dialect("ollama", "application/x-ndjson", lambda obj: orjson.dumps(obj) + b"\n", b"")
-OPENAI = Dialect("openai", "text/event-stream", lambda obj: b"data: " + orjson.dumps(obj) + b"\n\n",
-                 b"data: [DONE]\n\n")
 
 
 def record_answer(exchange: Exchange, answer: Answer):
@@ -82,12 +54,12 @@ async def relay(events: EventStream, first: list[dict], translator: Translator,
         yield b"".join(map(frame, translator.finish(timing))) + dialect.end
     except ProxyError as exc:
         exchange.fail(exc.status, exc.message)
-        yield dialect.error_frame(exc)
+        yield b"".join(map(frame, translator.failed(exc)))
     except Exception as exc:  # a bug must still end the stream with an error, never just stop
         log.exception("stream relay failed")
         failure = ProxyError(f"internal error while relaying the answer: {type(exc).__name__}")
         exchange.fail(failure.status, failure.message)
-        yield dialect.error_frame(failure)
+        yield b"".join(map(frame, translator.failed(failure)))
     except (asyncio.CancelledError, GeneratorExit):
         exchange.fail(499, "client disconnected before the answer was complete", DISCONNECTED)
         raise

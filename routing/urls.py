@@ -26,4 +26,6 @@ urlpatterns = [
     path("v1/chat/completions", views.v1_chat),
     path("v1/completions", views.v1_completions),
     path("v1/embeddings", views.v1_embeddings),
+    path("v1/responses", views.v1_responses),
+    path("v1/messages", views.v1_messages),
 ]

@@ -11,25 +11,36 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from . import alias_api, embeddings, model_info, ollama_request, openai_side
+from . import alias_api, embeddings, model_info
 from .backends import models_by_backend, models_everywhere
+from .dialects import anthropic, ollama, openai_chat, responses
+from .dialects.base import ndjson, require_model, strict_bool
 from .errors import MethodNotAllowed, ModelNotFound, NotSupported, ProxyError, error_body
 from .pipeline import Endpoint, json_response, parse_body, proxy, resolve_route
 from .registry import get_registry
-from .relay import OLLAMA, OPENAI
 from .routes import Route
 
-CHAT = Endpoint("/api/chat", OLLAMA, "/v1/chat/completions", ollama_request.chat_to_openai, "chat")
-GENERATE = Endpoint("/api/generate", OLLAMA, ollama_request.generate_upstream_path,
-                    ollama_request.generate_to_openai, "generate")
-EMBED = Endpoint("/api/embed", OLLAMA, "/v1/embeddings", embeddings.embed_request, "embed",
-                 embeddings.embed_answer)
+OLLAMA, OPENAI = ollama.DIALECT, openai_chat.DIALECT
+CHAT = Endpoint("/api/chat", OLLAMA, "/v1/chat/completions", ollama.chat_to_openai, ollama.chat_translator,
+                "chat", client_ttl=ollama.keep_alive_ttl, lifecycle=ollama.chat_lifecycle)
+GENERATE = Endpoint("/api/generate", OLLAMA, ollama.generate_upstream_path, ollama.generate_to_openai,
+                    ollama.generate_translator, "generate", client_ttl=ollama.keep_alive_ttl,
+                    lifecycle=ollama.generate_lifecycle)
+EMBED = Endpoint("/api/embed", OLLAMA, "/v1/embeddings", embeddings.embed_request, kind="embed",
+                 answer=embeddings.embed_answer, client_ttl=ollama.keep_alive_ttl)
 EMBEDDINGS = Endpoint("/api/embeddings", OLLAMA, "/v1/embeddings", embeddings.legacy_embeddings_request,
-                      "embed", embeddings.legacy_embeddings_answer)
-V1_CHAT = Endpoint("/v1/chat/completions", OPENAI, "/v1/chat/completions", openai_side.check_chat)
-V1_COMPLETIONS = Endpoint("/v1/completions", OPENAI, "/v1/completions", openai_side.check_completion)
+                      kind="embed", answer=embeddings.legacy_embeddings_answer, client_ttl=ollama.keep_alive_ttl)
+V1_CHAT = Endpoint("/v1/chat/completions", OPENAI, "/v1/chat/completions", openai_chat.check_chat,
+                   openai_chat.translator, client_ttl=openai_chat.client_ttl)
+V1_COMPLETIONS = Endpoint("/v1/completions", OPENAI, "/v1/completions", openai_chat.check_completion,
+                          openai_chat.translator, client_ttl=openai_chat.client_ttl)
 V1_EMBEDDINGS = Endpoint("/v1/embeddings", OPENAI, "/v1/embeddings", embeddings.openai_embeddings_request,
-                         "embed", embeddings.openai_embeddings_answer)
+                         kind="embed", answer=embeddings.openai_embeddings_answer,
+                         client_ttl=openai_chat.client_ttl)
+V1_RESPONSES = Endpoint("/v1/responses", responses.DIALECT, "/v1/chat/completions", responses.to_openai,
+                        responses.translator)
+V1_MESSAGES = Endpoint("/v1/messages", anthropic.DIALECT, "/v1/chat/completions", anthropic.to_openai,
+                       anthropic.translator)
 
 
 def api_view(methods: list[str], dialect: str = "ollama"):
@@ -70,6 +81,8 @@ legacy_embeddings = proxy_view(EMBEDDINGS)
 v1_chat = proxy_view(V1_CHAT)
 v1_completions = proxy_view(V1_COMPLETIONS)
 v1_embeddings = proxy_view(V1_EMBEDDINGS)
+v1_responses = proxy_view(V1_RESPONSES)
+v1_messages = proxy_view(V1_MESSAGES)
 
 
 @api_view(["GET", "HEAD"])
@@ -91,7 +104,7 @@ async def tags(request: HttpRequest):
 
 @api_view(["POST"])
 async def show(request: HttpRequest):
-    requested = ollama_request.require_model(parse_body(request))
+    requested = require_model(parse_body(request))
     route, lm = await known_model(requested)
     return json_response(model_info.show(requested, route.model, route.alias, lm))
 
@@ -159,13 +172,16 @@ async def v1_model(request: HttpRequest, model_id: str):
 async def pull(request: HttpRequest):
     """A model that is already served needs no pull (the answer is true); anything else cannot be
     downloaded through this proxy."""
-    requested = ollama_request.require_model(parse_body(request))
+    body = parse_body(request)
+    requested = require_model(body)
     try:
         await known_model(requested)
     except ModelNotFound:
         raise NotSupported(f"cannot pull '{requested}': this proxy serves LM Studio's models and cannot "
                            f"download any; download it in LM Studio (or `lms get`) and add an alias "
                            f"in routes.yaml") from None
+    if strict_bool(body, "stream", True):  # Ollama's way: NDJSON lines, each ending in a newline
+        return HttpResponse(ndjson({"status": "success"}), content_type=OLLAMA.content_type)
     return json_response({"status": "success"})
 
 

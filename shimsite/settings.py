@@ -40,8 +40,9 @@ UPSTREAM_MAX_CONNECTIONS = env.int("UPSTREAM_MAX_CONNECTIONS", default=256)
 BACKEND_COOL_OFF = env.float("BACKEND_COOL_OFF", default=10.0)
 # How long LM Studio's model list is reused before it is fetched again.
 MODEL_LIST_TTL = env.float("MODEL_LIST_TTL", default=10.0)
-# The version reported on /api/version; GitHub Copilot Chat refuses anything below 0.6.4.
-OLLAMA_VERSION = env("OLLAMA_VERSION", default="0.12.3")
+# The version reported on /api/version: the newest Ollama whose API the proxy covers (0.14.0 added
+# /v1/messages). GitHub Copilot Chat refuses anything below 0.6.4, Codex --oss below 0.13.4.
+OLLAMA_VERSION = env("OLLAMA_VERSION", default="0.14.0")
 
 # --- The request log (adminui) ------------------------------------------------------------------
 REQUEST_LOG = env.bool("REQUEST_LOG", default=True)          # off: no observer, nothing written

@@ -19,6 +19,8 @@ API_ENDPOINTS = [
     ("GET", "/v1/models/coder", None),
     ("POST", "/api/pull", {"model": "coder"}),
     ("GET", "/metrics", None),
+    ("POST", "/v1/messages", {"model": "coder", "max_tokens": 32, "messages": [{"role": "user", "content": "hi"}]}),
+    ("POST", "/v1/responses", {"model": "coder", "input": "hi"}),
 ]
 
 # Public: no API key needed, even when one is set.

@@ -39,7 +39,9 @@ async def test_every_api_endpoint_refuses_a_missing_or_wrong_key(locked, method,
     assert response.status_code == 401
     assert response["WWW-Authenticate"].startswith("Bearer")
     error = response.json()["error"]
-    if path.startswith("/v1/"):
+    if path == "/v1/messages":
+        assert error["type"] == "authentication_error" and "API key" in error["message"]
+    elif path.startswith("/v1/"):
         assert error["code"] == "invalid_api_key" and "API key" in error["message"]
     else:
         assert "API key" in error
@@ -50,6 +52,12 @@ async def test_every_api_endpoint_refuses_a_missing_or_wrong_key(locked, method,
 async def test_every_api_endpoint_answers_with_the_right_key(locked, method, path, body):
     response = await call(method, path, body, Authorization=f"Bearer {KEY}")
     assert response.status_code == 200, response.content[:300]
+
+
+@pytest.mark.parametrize("method, path, body", API_ENDPOINTS)
+async def test_every_api_endpoint_takes_the_key_as_x_api_key_too(locked, method, path, body):
+    assert (await call(method, path, body, **{"X-Api-Key": KEY})).status_code == 200
+    assert (await call(method, path, body, **{"X-Api-Key": KEY + "x"})).status_code == 401
 
 
 @pytest.mark.parametrize("path", PUBLIC_PATHS)

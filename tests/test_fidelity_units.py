@@ -12,9 +12,9 @@ from routing import embeddings, model_info
 from routing.catalog import merge_native
 from routing.errors import BadRequest, EndpointMissing, NotSupported
 from routing.exchange import Timing
-from routing.ollama_request import (generate_to_openai, generate_upstream_path, lifecycle_action,
+from routing.dialects.ollama import (generate_to_openai, generate_upstream_path, lifecycle_action,
                                     openai_tools, think_params)
-from routing.ollama_response import OllamaTranslator, lifecycle_answer
+from routing.dialects.ollama import Translator as OllamaTranslator, lifecycle_answer
 from routing.routes import RouteTable, load_routes
 from routing.upstream import check_response
 
@@ -266,7 +266,7 @@ def test_bad_tools_are_named(tools, message):
 
 
 def test_a_stream_options_that_is_not_an_object_is_a_bad_request():
-    from routing.openai_side import check_chat
+    from routing.dialects.openai_chat import check_chat
 
     with pytest.raises(BadRequest, match="stream_options must be an object"):
         check_chat({"messages": [{"role": "user", "content": "x"}], "stream": True, "stream_options": "x"})
@@ -292,6 +292,6 @@ def test_the_catalog_adds_native_descriptions_when_lmstudio_has_them(upstream_mo
     ({}, None),
 ])
 def test_max_completion_tokens_is_also_sent_as_max_tokens(extra, max_tokens):
-    from routing.openai_side import check_chat
+    from routing.dialects.openai_chat import check_chat
 
     assert check_chat({"messages": [{"role": "user", "content": "x"}], **extra}).get("max_tokens") == max_tokens

@@ -42,8 +42,13 @@ models = st.sampled_from(["coder", "coder:latest", "tiny", "qwen2.5-7b-instruct"
 roles = st.sampled_from(["system", "user", "assistant", "tool", "developer", "bogus", ""]) | json_values
 images = st.lists(st.sampled_from([PNG, "not base64!", "", "data:image/png;base64," + PNG, "AAAA"])
                   | json_values, max_size=2) | json_values
+blocks = st.lists(st.fixed_dictionaries({"type": st.sampled_from(
+    ["text", "image", "tool_use", "tool_result", "thinking", "input_text", "input_image", "output_text", "bogus"])},
+    optional={"text": json_values, "source": json_values, "id": json_values, "name": json_values,
+              "input": json_values, "tool_use_id": json_values, "content": json_values, "image_url": json_values}),
+    max_size=3)
 messages = st.lists(st.fixed_dictionaries({"role": roles}, optional={
-    "content": st.text(max_size=30) | json_values, "images": images, "tool_calls": json_values,
+    "content": st.text(max_size=30) | blocks | json_values, "type": json_values, "images": images, "tool_calls": json_values,
     "tool_call_id": json_values, "name": json_values}), max_size=3) | json_values
 numbers = (st.integers(min_value=-(2 ** 70), max_value=2 ** 70) | st.floats(allow_nan=False)
            | json_values)
@@ -56,7 +61,9 @@ FIELDS = {
     "stream": st.booleans() | json_values, "keep_alive": st.sampled_from(["5m", "-1", "0", "1h30m", "x"])
     | numbers, "tools": json_values, "think": json_values, "stream_options": json_values,
     "max_tokens": numbers, "temperature": numbers, "top_p": numbers, "ttl": numbers, "stop": json_values,
-    "input": json_values, "name": models,
+    "input": json_values | messages, "name": models, "tool_choice": json_values, "thinking": json_values,
+    "stop_sequences": json_values, "top_k": numbers, "instructions": json_values, "max_output_tokens": numbers,
+    "reasoning": json_values, "text": json_values, "previous_response_id": json_values,
 }
 bodies = st.fixed_dictionaries({"model": models},
                                 optional={k: v for k, v in FIELDS.items() if k != "model"})
@@ -89,6 +96,16 @@ def raw_bodies(good: dict | None):
 
 def endpoint_ids(endpoints):
     return [f"{method} {path}" for method, path, _ in endpoints]
+
+
+# How each dialect's stream ends, done or failed: never just stopping.
+STREAM_ENDS = (b"data: [DONE]", b'"done":true', b'"error"', b'{"type":"message_stop"}', b'"type":"response.completed"',
+               b'"type":"response.incomplete"')
+
+
+def stream_ended_properly(content: bytes) -> bool:
+    last = content.rstrip(b"\n").rsplit(b"\n", 1)[-1]
+    return any(end in last for end in STREAM_ENDS)
 
 
 def check_answer(path: str, status: int, content_type: str, body: bytes, allowed_5xx: set):
@@ -160,8 +177,7 @@ async def send(method: str, path: str, raw: bytes, content_type: str):
         response = await client.generic(method, path, raw, content_type=content_type)
     if response.streaming:
         content = b"".join([part async for part in response.streaming_content])
-        last = content.rstrip(b"\n").rsplit(b"\n", 1)[-1]
-        assert last.startswith(b"data: [DONE]") or b'"done":true' in last or b'"error"' in last, content[-300:]
+        assert stream_ended_properly(content), content[-300:]
     else:
         content = response.content
     return response.status_code, response.get("Content-Type", ""), content

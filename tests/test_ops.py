@@ -147,8 +147,9 @@ def test_lmstudio_error_answers_become_the_right_errors(status, body, kind, http
 async def test_a_client_leaving_mid_stream_closes_upstream_and_is_recorded_once():
     from routing.exchange import DISCONNECTED, Exchange
     from routing.metrics import OPEN_STREAMS
-    from routing.ollama_response import OllamaTranslator
-    from routing.relay import OLLAMA, relay
+    from routing.dialects.ollama import Translator as OllamaTranslator
+    from routing.dialects.ollama import DIALECT as OLLAMA
+    from routing.relay import relay
     from routing.upstream import EventStream
 
     upstream_closed = []

@@ -5,9 +5,9 @@ import pytest
 
 from routing.errors import BadRequest
 from routing.exchange import Timing
-from routing.ollama_request import (chat_to_openai, generate_to_openai, keep_alive_ttl,
+from routing.dialects.ollama import (chat_to_openai, generate_to_openai, keep_alive_ttl,
                                     ollama_messages_to_openai, response_format)
-from routing.ollama_response import OllamaTranslator
+from routing.dialects.ollama import Translator as OllamaTranslator
 from routing.overrides import apply_route, apply_system, options_to_params
 from routing.routes import Alias, Defaults, Route
 

@@ -3,8 +3,8 @@ the field, in both dialects."""
 import pytest
 
 from routing.errors import BadRequest
-from routing.ollama_request import chat_to_openai
-from routing.openai_side import check_chat, check_completion
+from routing.dialects.ollama import chat_to_openai
+from routing.dialects.openai_chat import check_chat, check_completion
 from routing.overrides import check_params
 
 USER = [{"role": "user", "content": "hi"}]

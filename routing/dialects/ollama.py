@@ -1,17 +1,24 @@
-"""Ollama requests translated to OpenAI-shaped LM Studio requests. Pure functions, no I/O.
+"""The Ollama dialect on `/api/chat` and `/api/generate`: requests translated to OpenAI-shaped LM Studio
+requests, LM Studio's chunks translated back to Ollama's NDJSON chunks. Pure, no I/O.
 
 Validation happens here too, so a bad field is a `BadRequest` naming the field, never a 500.
 """
 from __future__ import annotations
 
 import binascii
+import time
+from datetime import datetime, timezone
 from typing import Any
 
 import orjson
 
-from .durations import parse_duration, ttl_seconds
-from .errors import BadRequest
-from .overrides import OLLAMA_NAMES, check_params, options_to_params
+from ..durations import parse_duration, ttl_seconds
+from ..errors import BadRequest, ProxyError, error_body
+from ..exchange import Timing
+from ..overrides import OLLAMA_NAMES, check_params, options_to_params
+from .base import Answer, Dialect, ndjson, require_model  # noqa: F401  (require_model: Ollama's name/model)
+
+DIALECT = Dialect("ollama", "application/x-ndjson", ndjson, stream_by_default=True)
 
 ROLES = ("system", "user", "assistant", "tool")
 THINK_LEVELS = ("low", "medium", "high")
@@ -23,16 +30,6 @@ _MAGIC = (
     (b"GIF89a", "image/gif"),
     (b"BM", "image/bmp"),
 )
-
-
-def require_model(body: dict) -> str:
-    """The requested model name (`model`, or `name` as older clients send it)."""
-    model = body.get("model") or body.get("name")
-    if model is None:
-        raise BadRequest("model is required")
-    if not isinstance(model, str) or not model.strip():
-        raise BadRequest("model must be a non-empty string")
-    return model
 
 
 def keep_alive_ttl(body: dict) -> tuple[bool, int | None]:
@@ -55,10 +52,19 @@ def lifecycle_action(kind: str, body: dict) -> str | None:
         empty = not body.get("prompt") and not body.get("images")
     else:
         return None
+    options(body)  # a load request's options are checked like any request's
     if not empty:
         return None
     sent, _ = keep_alive_ttl(body)  # validates keep_alive
     return "unload" if sent and parse_duration(body["keep_alive"]) == 0 else "load"
+
+
+def chat_lifecycle(body: dict) -> str | None:
+    return lifecycle_action("chat", body)
+
+
+def generate_lifecycle(body: dict) -> str | None:
+    return lifecycle_action("generate", body)
 
 
 def think_params(think: Any) -> dict:
@@ -172,12 +178,18 @@ def response_format(fmt: Any) -> dict | None:
     return {"type": "json_schema", "json_schema": {"name": "response", "schema": schema, "strict": True}}
 
 
-def _common(body: dict) -> dict:
-    options = body.get("options")
-    options = {} if options is None else options
-    if not isinstance(options, dict):
+def options(body: dict) -> dict:
+    """The request's `options` (Modelfile parameters), which must be an object when sent."""
+    value = body.get("options")
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
         raise BadRequest("options must be an object")
-    out = options_to_params(options)
+    return value
+
+
+def _common(body: dict) -> dict:
+    out = options_to_params(options(body))
     check_params(out, "options: ", OLLAMA_NAMES)
     fmt = response_format(body.get("format"))
     if fmt:
@@ -244,3 +256,129 @@ def _string_field(body: dict, name: str) -> str | None:
     if value is not None and not isinstance(value, str):
         raise BadRequest(f"{name} must be a string")
     return value
+
+
+# --- LM Studio's chunks as Ollama's -------------------------------------------------------------
+
+_DONE_REASONS = {"stop": "stop", "length": "length", "tool_calls": "stop", "function_call": "stop"}
+
+
+def lifecycle_answer(model: str, kind: str, reason: str) -> dict:
+    """Ollama's answer to an empty chat/generate request: `done_reason` "load" or "unload"."""
+    answer = {"model": model, "created_at": now_iso()}
+    if kind == "chat":
+        answer["message"] = {"role": "assistant", "content": ""}
+    else:
+        answer["response"] = ""
+    return {**answer, "done": True, "done_reason": reason}
+
+
+def now_iso() -> str:
+    """Ollama's `created_at`: RFC 3339 in UTC."""
+    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def chat_translator(model: str, body: dict) -> "Translator":
+    return Translator(model, "chat", thinking=body.get("think") is not False)
+
+
+def generate_translator(model: str, body: dict) -> "Translator":
+    return Translator(model, "generate", thinking=body.get("think") is not False)
+
+
+class Translator:
+    """Turns OpenAI chat chunks into Ollama `/api/chat` (kind="chat") or `/api/generate` chunks."""
+
+    def __init__(self, model: str, kind: str = "chat", thinking: bool = True):
+        self.model = model
+        self.kind = kind
+        self.thinking = thinking  # False (the client sent `think: false`): reasoning is not passed on
+        self.answer = Answer()
+        self._calls_sent = False
+        self._stamp_ms, self._stamp = -1, ""
+
+    def _created_at(self) -> str:
+        """`now_iso()`, formatted at most once per millisecond: a 2000-token burst would otherwise
+        spend more time formatting timestamps than translating."""
+        ms = time.time_ns() // 1_000_000
+        if ms != self._stamp_ms:
+            self._stamp_ms, self._stamp = ms, now_iso()
+        return self._stamp
+
+    def _chunk(self, content: str, thinking: str = "", tool_calls: list | None = None) -> dict:
+        if self.kind == "chat":
+            message: dict = {"role": "assistant", "content": content}
+            if thinking:
+                message["thinking"] = thinking
+            if tool_calls:
+                message["tool_calls"] = tool_calls
+            return {"model": self.model, "created_at": self._created_at(), "message": message,
+                    "done": False}
+        chunk = {"model": self.model, "created_at": self._created_at(), "response": content, "done": False}
+        if thinking:
+            chunk["thinking"] = thinking
+        return chunk
+
+    def feed(self, event: dict) -> list[dict]:
+        """Ollama chunks for one upstream chunk (often one, sometimes none)."""
+        self.answer.add_usage(event.get("usage"))
+        out = []
+        for choice in event.get("choices") or ():
+            # chat chunks carry a delta, whole answers a message, text completions (raw) `text`
+            delta = choice.get("delta") or choice.get("message") or {"content": choice.get("text")}
+            if not self.thinking:
+                delta = {k: v for k, v in delta.items() if k not in ("reasoning", "reasoning_content")}
+            text, thought = self.answer.add_delta(delta)
+            if text or thought:
+                out.append(self._chunk(text, thought))
+            if choice.get("finish_reason"):
+                self.answer.finish_reason = choice["finish_reason"]
+                out.extend(self._flush_tool_calls())
+        return out
+
+    def _flush_tool_calls(self) -> list[dict]:
+        if self._calls_sent or not self.answer.tool_calls or self.kind != "chat":
+            return []
+        self._calls_sent = True
+        return [self._chunk("", tool_calls=self.answer.ollama_tool_calls())]
+
+    def finish(self, timing: Timing) -> list[dict]:
+        """The closing chunks: any tool calls not yet sent, then the final chunk with metrics."""
+        out = self._flush_tool_calls()
+        final = self._chunk("")
+        final.update(done=True, done_reason=_DONE_REASONS.get(self.answer.finish_reason or "stop", "stop"),
+                     **self.metrics(timing))
+        out.append(final)
+        return out
+
+    def failed(self, exc: ProxyError) -> list[dict]:
+        """A last `{"error": ...}` line: the Ollama client raises on it."""
+        return [error_body(exc, DIALECT.name)]
+
+    def metrics(self, timing: Timing) -> dict:
+        """Ollama's final-chunk metrics in nanoseconds, from LM Studio's usage and measured timing."""
+        return {
+            "total_duration": timing.total_ns(),
+            "load_duration": 0,
+            "prompt_eval_count": self.answer.prompt_tokens or 0,
+            "prompt_eval_duration": timing.first_token_ns(),
+            "eval_count": self.answer.completion_tokens or 0,
+            "eval_duration": timing.generation_ns(),
+        }
+
+    def whole(self, timing: Timing) -> dict:
+        """The non-streamed response: the whole answer in one object with the final metrics."""
+        final = self.finish(timing)[-1]
+        answer = self.answer
+        if self.kind == "chat":
+            message = {"role": "assistant", "content": answer.text}
+            if answer.thinking:
+                message["thinking"] = "".join(answer.thinking)
+            if answer.tool_calls:
+                message["tool_calls"] = answer.ollama_tool_calls()
+            final["message"] = message
+        else:
+            final["response"] = answer.text
+            if answer.thinking:
+                final["thinking"] = "".join(answer.thinking)
+        return final

@@ -1,16 +1,17 @@
-"""The OpenAI dialect on `/v1`: requests checked and aimed at a route, chunks passed through.
+"""The OpenAI chat dialect on `/v1/chat/completions` and `/v1/completions`: requests checked and aimed
+at a route, chunks passed through.
 
-LM Studio already speaks OpenAI, so translation is small: the model id in and out, usage requested for
-the request log (and hidden again if the client did not ask for it).
+LM Studio already speaks it, so translation is small: the model id in and out, usage requested for the
+request log (and hidden again if the client did not ask for it).
 """
 from __future__ import annotations
 
-from .errors import BadRequest
-from .overrides import check_params
-from .exchange import Timing
-from .ollama_response import Answer
+from ..errors import BadRequest, ProxyError, UpstreamError, error_body
+from ..exchange import Timing
+from ..overrides import check_params
+from .base import Answer, Dialect, sse_data
 
-
+DIALECT = Dialect("openai", "text/event-stream", sse_data, b"data: [DONE]\n\n")
 ROLES = ("system", "user", "assistant", "tool", "developer")
 
 
@@ -61,13 +62,18 @@ def client_ttl(body: dict) -> tuple[bool, int | None]:
     return True, ttl
 
 
-class OpenAIPassthrough:
+def translator(model: str, body: dict) -> "Translator":
+    return Translator(model, bool((body.get("stream_options") or {}).get("include_usage")))
+
+
+class Translator:
     """Passes OpenAI chunks through with the client's model name, remembering the answer for the log."""
 
     def __init__(self, model: str, client_wants_usage: bool):
         self.model = model
         self.client_wants_usage = client_wants_usage
         self.answer = Answer()
+        self._last: dict | None = None
 
     def feed(self, event: dict) -> list[dict]:
         self.answer.add_usage(event.get("usage"))
@@ -81,7 +87,17 @@ class OpenAIPassthrough:
             return []
         if "model" in event:
             event["model"] = self.model
+        self._last = event
         return [event]
 
     def finish(self, timing: Timing) -> list[dict]:
         return []
+
+    def failed(self, exc: ProxyError) -> list[dict]:
+        return [error_body(exc, DIALECT.name)]
+
+    def whole(self, timing: Timing) -> dict:
+        """A non-streamed request is sent to LM Studio non-streamed: its one answer, passed on."""
+        if self._last is None:
+            raise UpstreamError("LM Studio sent an empty answer")
+        return self._last

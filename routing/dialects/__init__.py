@@ -1,0 +1,3 @@
+"""The client dialects, one module each and all of one shape (see `base`): `ollama` (/api/chat,
+/api/generate), `openai_chat` (/v1/chat/completions, /v1/completions), `responses` (/v1/responses) and
+`anthropic` (/v1/messages). The pipeline and the relay never ask which one they serve."""

@@ -1,0 +1,162 @@
+"""What every dialect shares: how a stream is framed, the shape of a translator, and the answer a
+translator assembles (which is also what the request log keeps).
+
+A dialect module (`ollama`, `openai_chat`, `responses`, `anthropic`) answers the same questions with
+the same names: `DIALECT` (its name, framing and defaults), request builders (client body -> the
+OpenAI-shaped body LM Studio gets), a `Translator` (LM Studio's chat chunks -> the client's chunks,
+the whole answer, the chunks that end a failed stream). Error bodies are `routing.errors.error_body`.
+"""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+import orjson
+
+from ..errors import BadRequest, ProxyError
+from ..exchange import Timing
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """How one client dialect frames a stream, and what its requests default to."""
+
+    name: str                         # also the request log's `api`
+    content_type: str                 # of a streamed answer
+    frame: Callable[[dict], bytes]
+    end: bytes = b""                  # written after the last chunk of a successful stream
+    stream_by_default: bool = False   # what a request without `stream` gets
+
+
+def ndjson(obj: dict) -> bytes:
+    return orjson.dumps(obj) + b"\n"
+
+
+def sse_data(obj: dict) -> bytes:
+    """An SSE frame with data only (OpenAI chat completions)."""
+    return b"data: " + orjson.dumps(obj) + b"\n\n"
+
+
+def sse_event(obj: dict) -> bytes:
+    """An SSE frame named by the object's `type` (Anthropic Messages, OpenAI Responses)."""
+    return b"event: " + obj["type"].encode() + b"\ndata: " + orjson.dumps(obj) + b"\n\n"
+
+
+class Translator(Protocol):
+    """Turns LM Studio's OpenAI chat chunks into one client's chunks; holds a stream's state."""
+
+    answer: "Answer"
+
+    def feed(self, event: dict) -> list[dict]:
+        """The client chunks for one upstream chunk (often one, sometimes none)."""
+
+    def finish(self, timing: Timing) -> list[dict]:
+        """The chunks that end a complete stream."""
+
+    def failed(self, exc: ProxyError) -> list[dict]:
+        """The chunks that end a stream that failed after it started (never a success marker)."""
+
+    def whole(self, timing: Timing) -> dict:
+        """The non-streamed answer, once every upstream chunk was fed."""
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}{uuid.uuid4().hex[:24]}"
+
+
+def require_model(body: dict) -> str:
+    """The requested model name (`model`, or `name` as older Ollama clients send it)."""
+    model = body.get("model") or body.get("name")
+    if model is None:
+        raise BadRequest("model is required")
+    if not isinstance(model, str) or not model.strip():
+        raise BadRequest("model must be a non-empty string")
+    return model
+
+
+def json_arguments(text: str) -> dict:
+    """A tool call's streamed `arguments` string as the object clients expect ({} when unreadable)."""
+    text = text.strip()
+    try:
+        args = orjson.loads(text) if text else {}
+    except orjson.JSONDecodeError:
+        return {}
+    return args if isinstance(args, dict) else {"value": args}
+
+
+@dataclass
+class ToolCallBuffer:
+    """One streamed tool call, put together from its fragments."""
+
+    id: str = ""
+    name: str = ""
+    arguments: list[str] = field(default_factory=list)
+
+    @property
+    def arguments_text(self) -> str:
+        return "".join(self.arguments)
+
+    def as_ollama(self) -> dict:
+        return {"id": self.id, "function": {"name": self.name, "arguments": json_arguments(self.arguments_text)}}
+
+
+@dataclass
+class Answer:
+    """What the model said, assembled from a stream (also what the request log keeps)."""
+
+    content: list[str] = field(default_factory=list)
+    thinking: list[str] = field(default_factory=list)
+    tool_calls: dict[int, ToolCallBuffer] = field(default_factory=dict)
+    finish_reason: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+    @property
+    def text(self) -> str:
+        return "".join(self.content)
+
+    def add_delta(self, delta: dict) -> tuple[str, str]:
+        """Record one chunk's delta; returns its (content, thinking) text."""
+        text = delta.get("content") or ""
+        thought = delta.get("reasoning") or delta.get("reasoning_content") or ""
+        if text:
+            self.content.append(text)
+        if thought:
+            self.thinking.append(thought)
+        for frag in delta.get("tool_calls") or ():
+            self.add_tool_fragment(frag)
+        return text, thought
+
+    def add_tool_fragment(self, frag: dict) -> tuple[int, ToolCallBuffer, str]:
+        """Record one streamed tool-call fragment; returns (its index, its call, the arguments piece)."""
+        index = frag.get("index", len(self.tool_calls))
+        buf = self.tool_calls.setdefault(index, ToolCallBuffer())
+        buf.id = frag.get("id") or buf.id
+        fn = frag.get("function") or {}
+        buf.name = fn.get("name") or buf.name
+        piece = fn.get("arguments") or ""
+        if piece:
+            buf.arguments.append(piece)
+        return index, buf, piece
+
+    def add_usage(self, usage: dict | None):
+        if usage:
+            self.prompt_tokens = usage.get("prompt_tokens", self.prompt_tokens)
+            self.completion_tokens = usage.get("completion_tokens", self.completion_tokens)
+
+    def ordered_calls(self) -> list[ToolCallBuffer]:
+        return [self.tool_calls[i] for i in sorted(self.tool_calls)]
+
+    def ollama_tool_calls(self) -> list[dict]:
+        return [call.as_ollama() for call in self.ordered_calls()]
+
+
+def strict_bool(body: dict, name: str, default: Any = None) -> Any:
+    """A field that must be true or false when present (a string "false" is not false)."""
+    value = body.get(name)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise BadRequest(f"{name} must be true or false")
+    return value
