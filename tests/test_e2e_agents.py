@@ -1,0 +1,83 @@
+"""End to end with the real coding agents from npm (pinned in tests/agents/package.json, installed by
+`npm ci --prefix tests/agents`): Claude Code on /v1/messages, Codex CLI on /v1/responses (custom provider)
+and in its Ollama mode (`--oss`: /api/version, /api/tags, /api/pull, then /v1/responses).
+
+They run off the internet: telemetry, update checks, error reporting and plugins off, a throwaway home,
+and only the proxy's loopback address to talk to.
+"""
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.test_e2e_history import find_log
+
+pytestmark = pytest.mark.e2e
+
+BIN = ROOT / "tests" / "agents" / "node_modules" / ".bin"
+OFFLINE_CODEX = ["-c", "analytics.enabled=false", "-c", "check_for_update_on_startup=false", "--disable", "plugins"]
+REPLY = "Hello from qwen2.5-7b-instruct! You said:"
+
+
+def agent(name: str) -> str:
+    path = BIN / name
+    if not path.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} is not installed: run `npm ci --prefix tests/agents` (.ci/run does)")
+        pytest.skip(f"{name} is not installed: npm ci --prefix tests/agents")
+    return str(path)
+
+
+def run(cmd: list[str], home: Path, **env) -> subprocess.CompletedProcess:
+    home.mkdir(exist_ok=True)
+    clean = {"PATH": os.environ["PATH"], "HOME": str(home), "LANG": "C.UTF-8", **env}
+    return subprocess.run(cmd, cwd=home, env=clean, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          timeout=180)
+
+
+def upstream_models(fake, path="/v1/chat/completions") -> list[str]:
+    return [r["json"]["model"] for r in fake.requests(path)]
+
+
+def last_row(server, endpoint: str) -> dict:
+    from tests.conftest import db_query
+
+    [row] = db_query(server, "SELECT request_id FROM adminui_requestlog WHERE endpoint = ? ORDER BY id DESC LIMIT 1",
+                     endpoint)
+    return find_log(server, row["request_id"])
+
+
+def test_claude_code_answers_through_an_alias(proxy_server, fake, tmp_path):
+    result = run([agent("claude"), "-p", "say hi", "--model", "coder"], tmp_path / "home",
+                 ANTHROPIC_BASE_URL=proxy_server.url, ANTHROPIC_AUTH_TOKEN="dummy", DISABLE_TELEMETRY="1",
+                 DISABLE_AUTOUPDATER="1", DISABLE_ERROR_REPORTING="1", CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert REPLY in result.stdout and "say hi" in result.stdout
+    assert upstream_models(fake) == ["qwen2.5-7b-instruct"]
+    [sent] = [r["json"] for r in fake.requests("/v1/chat/completions")]
+    assert len(sent["tools"]) >= 10 and sent["messages"][0] == {"role": "system", "content": "You are terse."}
+    row = last_row(proxy_server, "/v1/messages")
+    assert (row["api"], row["alias"], row["status"]) == ("anthropic", "coder", 200)
+
+
+def test_codex_answers_through_a_custom_provider(proxy_server, fake, tmp_path):
+    provider = f'model_providers.local={{name="local", base_url="{proxy_server.url}/v1", wire_api="responses"}}'
+    result = run([agent("codex"), "exec", "--skip-git-repo-check", "-c", "model_provider=local", "-c", provider,
+                  *OFFLINE_CODEX, "-m", "coder", "say hi"], tmp_path / "home", CODEX_HOME=str(tmp_path / "home"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"{REPLY} say hi" in result.stdout
+    assert upstream_models(fake) == ["qwen2.5-7b-instruct"]
+    row = last_row(proxy_server, "/v1/responses")
+    assert (row["api"], row["alias"], row["status"]) == ("responses", "coder", 200)
+
+
+def test_codex_oss_finds_pulls_and_answers_through_an_alias(proxy_server, fake, tmp_path):
+    home = tmp_path / "home"
+    result = run([agent("codex"), "exec", "--oss", "--local-provider=ollama", "--skip-git-repo-check",
+                  *OFFLINE_CODEX, "-m", "coder", "say hi"], home, CODEX_HOME=str(home),
+                 CODEX_OSS_BASE_URL=f"{proxy_server.url}/v1")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"{REPLY} say hi" in result.stdout
+    assert upstream_models(fake) == ["qwen2.5-7b-instruct"]
