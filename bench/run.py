@@ -29,7 +29,16 @@ from bench.servers import ALIAS, Processes, memory_mb, start_processes  # noqa: 
 UPSTREAM_PATH = "/v1/chat/completions"
 MESSAGES = [{"role": "user", "content": "Say hello to the benchmark"}]
 # client path -> the bytes that end a complete stream in its dialect
-ENDPOINTS = {"/api/chat": b'"done":true', "/v1/chat/completions": b"[DONE]"}
+ENDPOINTS = {"/api/chat": b'"done":true', "/v1/chat/completions": b"[DONE]",
+             "/v1/messages": b'{"type":"message_stop"}', "/v1/responses": b'"type":"response.completed"'}
+
+
+def client_body(path: str, stream: bool) -> dict:
+    """The same one-message request in the dialect of `path`."""
+    if path == "/v1/responses":
+        return {"model": ALIAS, "input": MESSAGES[0]["content"], "stream": stream}
+    body = {"model": ALIAS, "messages": MESSAGES, "stream": stream}
+    return {**body, "max_tokens": 4096} if path == "/v1/messages" else body
 TARGETS = ("direct", "log on", "log off")  # the fake itself, the proxy with the request log on / off
 
 
@@ -60,15 +69,15 @@ class Case:
 
 
 def capture_case(procs: Processes, path: str, stream: bool) -> Case:
-    client_body = {"model": ALIAS, "messages": MESSAGES, "stream": stream}
+    body = client_body(path, stream)
     procs.fake.reset()
     proxy = procs.proxies["log on"]
-    httpx.post(f"{proxy.url}{path}", json=client_body, timeout=30).raise_for_status()
+    httpx.post(f"{proxy.url}{path}", json=body, timeout=30).raise_for_status()
     upstream_body = procs.fake.requests(UPSTREAM_PATH)[-1]["json"]
     url = {"direct": procs.fake.url} | {label: p.url for label, p in procs.proxies.items()}
     return Case(url=url,
                 path={t: UPSTREAM_PATH if t == "direct" else path for t in TARGETS},
-                body={t: upstream_body if t == "direct" else client_body for t in TARGETS},
+                body={t: upstream_body if t == "direct" else body for t in TARGETS},
                 end={t: b"[DONE]" if t == "direct" else ENDPOINTS[path] for t in TARGETS})
 
 

@@ -14,6 +14,7 @@ def test_the_quick_benchmark_prints_its_table_and_saves_every_row(tmp_path):
     results = json.loads(saved.read_text())
     metrics = [row["metric"] for row in results["table"]]
     expected = ["/api/chat TTFB, streamed (ms)", "/v1/chat/completions 200-token stream (ms)",
+                "/v1/messages TTFB, streamed (ms)", "/v1/responses 200-token stream (ms)",
                 "proxy peak RSS, VmHWM (MB)"]
     if shutil.which("wrk"):
         expected += ["/api/chat non-streamed req/s @32", "/v1/chat/completions logging cost: req/s log off | log on"]
