@@ -5,6 +5,7 @@ import pytest
 from routing.dialects import anthropic
 from routing.errors import BadRequest, UpstreamError
 from routing.exchange import Timing
+from tests.upstream_stubs import delta_chunk as chunk
 
 USER = {"role": "user", "content": "hi"}
 
@@ -92,13 +93,6 @@ def test_bad_requests_name_the_field(body, words):
     with pytest.raises(BadRequest) as raised:
         anthropic.to_openai({"model": "m", **body})
     assert words in raised.value.message
-
-
-def chunk(delta=None, finish=None, usage=None):
-    event = {"choices": [{"index": 0, "delta": delta or {}, "finish_reason": finish}] if delta or finish else []}
-    if usage:
-        event["usage"] = usage
-    return event
 
 
 def stream_of(chunks, **kw):

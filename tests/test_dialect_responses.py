@@ -5,6 +5,7 @@ import pytest
 from routing.dialects import responses
 from routing.errors import BadRequest, UpstreamError
 from routing.exchange import Timing
+from tests.upstream_stubs import delta_chunk as chunk
 
 
 def build(**body):
@@ -84,13 +85,6 @@ def test_bad_requests_name_the_field(body, words):
     with pytest.raises(BadRequest) as raised:
         responses.to_openai({"model": "m", **body})
     assert words in raised.value.message
-
-
-def chunk(delta=None, finish=None, usage=None):
-    event = {"choices": [{"index": 0, "delta": delta or {}, "finish_reason": finish}] if delta or finish else []}
-    if usage:
-        event["usage"] = usage
-    return event
 
 
 def test_a_stream_adds_fills_and_finishes_items_in_order():

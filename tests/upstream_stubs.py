@@ -12,6 +12,14 @@ def sse(*events) -> bytes:
     return b"".join(b"data: " + orjson.dumps(e) + b"\n\n" for e in events) + b"data: [DONE]\n\n"
 
 
+def delta_chunk(delta: dict | None = None, finish: str | None = None, usage: dict | None = None) -> dict:
+    """One parsed chat-completion chunk as LM Studio streams it (for translator unit tests)."""
+    event = {"choices": [{"index": 0, "delta": delta or {}, "finish_reason": finish}] if delta or finish else []}
+    if usage:
+        event["usage"] = usage
+    return event
+
+
 def chat_stream(tokens=("Hello", " there")) -> httpx.Response:
     chunks = [{"id": "c1", "object": "chat.completion.chunk", "model": "m",
                "choices": [{"index": 0, "delta": {"role": "assistant", "content": t}, "finish_reason": None}]}

@@ -15,7 +15,7 @@ import orjson
 from ..errors import BadRequest, ProxyError, error_body
 from ..exchange import Timing
 from ..overrides import check_params
-from .base import Answer, Dialect, ToolCallBuffer, json_arguments, new_id, sse_event
+from .base import Dialect, ItemTranslator, ToolCallBuffer, json_arguments, new_id, sse_event
 
 DIALECT = Dialect("anthropic", "text/event-stream", sse_event)
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "function_call": "tool_use"}
@@ -240,15 +240,14 @@ def translator(model: str, body: dict) -> "Translator":
     return Translator(model, thinking=reasoning(body)[1])
 
 
-class Translator:
+class Translator(ItemTranslator):
     """LM Studio's chat chunks as Anthropic's stream: `message_start`, content blocks (thinking, text,
     tool_use) opened, filled and closed in order, `message_delta` with the stop reason, `message_stop`."""
 
     def __init__(self, model: str, thinking: bool = True):
-        self.model, self.thinking = model, thinking
-        self.answer = Answer()
+        super().__init__(thinking)
+        self.model = model
         self.id = new_id("msg_")
-        self._started = False
         self._block: object = None   # what the open block holds: "text", "thinking" or a tool index
         self._index = -1             # the open block's index
 
@@ -258,10 +257,7 @@ class Translator:
                 "usage": {"input_tokens": self.answer.prompt_tokens or 0,
                           "output_tokens": self.answer.completion_tokens or 0}}
 
-    def _opening(self) -> list[dict]:
-        if self._started:
-            return []
-        self._started = True
+    def opening(self) -> list[dict]:
         return [{"type": "message_start", "message": self._message([], None)}, {"type": "ping"}]
 
     def _close(self) -> list[dict]:
@@ -281,28 +277,14 @@ class Translator:
     def _delta(self, delta: dict) -> dict:
         return {"type": "content_block_delta", "index": self._index, "delta": delta}
 
-    def feed(self, event: dict) -> list[dict]:
-        self.answer.add_usage(event.get("usage"))
-        out = self._opening()
-        for choice in event.get("choices") or ():
-            delta = choice.get("delta") or choice.get("message") or {}
-            thought = (delta.get("reasoning") or delta.get("reasoning_content") or "") if self.thinking else ""
-            if thought:
-                self.answer.thinking.append(thought)
-                out += self._into("thinking", {"type": "thinking", "thinking": "", "signature": ""})
-                out.append(self._delta({"type": "thinking_delta", "thinking": thought}))
-            if text := delta.get("content") or "":
-                self.answer.content.append(text)
-                out += self._into("text", {"type": "text", "text": ""})
-                out.append(self._delta({"type": "text_delta", "text": text}))
-            for frag in delta.get("tool_calls") or ():
-                out += self._tool_fragment(frag)
-            if choice.get("finish_reason"):
-                self.answer.finish_reason = choice["finish_reason"]
-        return out
+    def thinking_delta(self, text: str) -> list[dict]:
+        return self._into("thinking", {"type": "thinking", "thinking": "", "signature": ""}) + [
+            self._delta({"type": "thinking_delta", "thinking": text})]
 
-    def _tool_fragment(self, frag: dict) -> list[dict]:
-        index, call, piece = self.answer.add_tool_fragment(frag)
+    def text_delta(self, text: str) -> list[dict]:
+        return self._into("text", {"type": "text", "text": ""}) + [self._delta({"type": "text_delta", "text": text})]
+
+    def tool_delta(self, index: int, call: ToolCallBuffer, piece: str) -> list[dict]:
         call.id = call.id or new_id("toolu_")
         out = self._into(("tool", index), {"type": "tool_use", "id": call.id, "name": call.name, "input": {}})
         if piece:
@@ -316,7 +298,7 @@ class Translator:
 
     def finish(self, timing: Timing) -> list[dict]:
         usage = {"input_tokens": self.answer.prompt_tokens or 0, "output_tokens": self.answer.completion_tokens or 0}
-        return self._opening() + self._close() + [
+        return self.started() + self._close() + [
             {"type": "message_delta", "delta": {"stop_reason": self.stop_reason(), "stop_sequence": None},
              "usage": usage},
             {"type": "message_stop"}]

@@ -152,6 +152,46 @@ class Answer:
         return [call.as_ollama() for call in self.ordered_calls()]
 
 
+class ItemTranslator:
+    """The shared half of translators whose streams are typed items opened, filled and closed in order
+    (Anthropic's content blocks, Responses' output items): it reads LM Studio's deltas into the answer
+    and asks the subclass for the events of each piece: `opening()` once, then `thinking_delta(text)`,
+    `text_delta(text)` and `tool_delta(index, call, piece)`."""
+
+    def __init__(self, thinking: bool = True):
+        self.thinking = thinking  # False: the client turned reasoning off, it is not passed on
+        self.answer = Answer()
+        self._started = False
+
+    def opening(self) -> list[dict]:
+        raise NotImplementedError
+
+    def started(self) -> list[dict]:
+        """The opening events the first time, nothing after."""
+        if self._started:
+            return []
+        self._started = True
+        return self.opening()
+
+    def feed(self, event: dict) -> list[dict]:
+        self.answer.add_usage(event.get("usage"))
+        out = self.started()
+        for choice in event.get("choices") or ():
+            delta = choice.get("delta") or choice.get("message") or {}
+            thought = (delta.get("reasoning") or delta.get("reasoning_content") or "") if self.thinking else ""
+            if thought:
+                self.answer.thinking.append(thought)
+                out += self.thinking_delta(thought)
+            if text := delta.get("content") or "":
+                self.answer.content.append(text)
+                out += self.text_delta(text)
+            for frag in delta.get("tool_calls") or ():
+                out += self.tool_delta(*self.answer.add_tool_fragment(frag))
+            if choice.get("finish_reason"):
+                self.answer.finish_reason = choice["finish_reason"]
+        return out
+
+
 def strict_bool(body: dict, name: str, default: Any = None) -> Any:
     """A field that must be true or false when present (a string "false" is not false)."""
     value = body.get(name)

@@ -13,7 +13,7 @@ from typing import Any
 from ..errors import BadRequest, ProxyError
 from ..exchange import Timing
 from ..overrides import check_params
-from .base import Answer, Dialect, new_id, sse_event
+from .base import Dialect, ItemTranslator, ToolCallBuffer, new_id, sse_event
 
 DIALECT = Dialect("responses", "text/event-stream", sse_event)
 EFFORTS = {"minimal": "low", "low": "low", "medium": "medium", "high": "high", "xhigh": "high"}
@@ -183,17 +183,16 @@ def translator(model: str, body: dict) -> "Translator":
     return Translator(model, {k: body[k] for k in ECHOED if k in body}, thinking=effort(body) != "none")
 
 
-class Translator:
+class Translator(ItemTranslator):
     """LM Studio's chat chunks as a Responses stream: `response.created`, output items (reasoning,
     message, function_call) added, filled and done in order, then `response.completed` (or
     `response.incomplete` when cut at max_output_tokens). Every event has its `sequence_number`."""
 
     def __init__(self, model: str, echo: dict, thinking: bool = True):
-        self.model, self.echo, self.thinking = model, echo, thinking
-        self.answer = Answer()
+        super().__init__(thinking)
+        self.model, self.echo = model, echo
         self.id, self.created_at = new_id("resp_"), int(time.time())
         self._seq = 0
-        self._started = False
         self._done: list[dict] = []       # finished output items
         self._key: object = None          # what the open item holds: "reasoning", "message" or a tool index
         self._item: dict = {}
@@ -212,10 +211,7 @@ class Translator:
                 "incomplete_details": None, "parallel_tool_calls": True, "tools": [], "tool_choice": "auto",
                 **self.echo, "usage": usage if status != "in_progress" else None, **extra}
 
-    def _opening(self) -> list[dict]:
-        if self._started:
-            return []
-        self._started = True
+    def opening(self) -> list[dict]:
         return [self._event("response.created", response=self.response("in_progress", [])),
                 self._event("response.in_progress", response=self.response("in_progress", []))]
 
@@ -262,33 +258,19 @@ class Translator:
         self._key = None
         return out
 
-    def feed(self, event: dict) -> list[dict]:
-        self.answer.add_usage(event.get("usage"))
-        out = self._opening()
-        for choice in event.get("choices") or ():
-            delta = choice.get("delta") or choice.get("message") or {}
-            thought = (delta.get("reasoning") or delta.get("reasoning_content") or "") if self.thinking else ""
-            if thought:
-                self.answer.thinking.append(thought)
-                out += self._into("reasoning", {"type": "reasoning", "id": new_id("rs_"), "summary": [], "_text": ""})
-                self._item["_text"] += thought
-                out.append(self._event("response.reasoning_summary_text.delta", **self._at(), summary_index=0,
-                                       delta=thought))
-            if text := delta.get("content") or "":
-                self.answer.content.append(text)
-                out += self._into("message", {"type": "message", "id": new_id("msg_"), "status": "in_progress",
-                                              "role": "assistant", "content": [], "_text": ""})
-                self._item["_text"] += text
-                out.append(self._event("response.output_text.delta", **self._at(), content_index=0, delta=text,
-                                       logprobs=[]))
-            for frag in delta.get("tool_calls") or ():
-                out += self._tool_fragment(frag)
-            if choice.get("finish_reason"):
-                self.answer.finish_reason = choice["finish_reason"]
-        return out
+    def thinking_delta(self, text: str) -> list[dict]:
+        out = self._into("reasoning", {"type": "reasoning", "id": new_id("rs_"), "summary": [], "_text": ""})
+        self._item["_text"] += text
+        return out + [self._event("response.reasoning_summary_text.delta", **self._at(), summary_index=0, delta=text)]
 
-    def _tool_fragment(self, frag: dict) -> list[dict]:
-        index, call, piece = self.answer.add_tool_fragment(frag)
+    def text_delta(self, text: str) -> list[dict]:
+        out = self._into("message", {"type": "message", "id": new_id("msg_"), "status": "in_progress",
+                                     "role": "assistant", "content": [], "_text": ""})
+        self._item["_text"] += text
+        return out + [self._event("response.output_text.delta", **self._at(), content_index=0, delta=text,
+                                  logprobs=[])]
+
+    def tool_delta(self, index: int, call: ToolCallBuffer, piece: str) -> list[dict]:
         call.id = call.id or new_id("call_")
         out = self._into(("tool", index), {"type": "function_call", "id": new_id("fc_"), "call_id": call.id,
                                            "name": call.name, "arguments": "", "status": "in_progress"})
@@ -305,14 +287,14 @@ class Translator:
         return "response.completed", self.response("completed", output)
 
     def finish(self, timing: Timing) -> list[dict]:
-        out = self._opening() + self._close()
+        out = self.started() + self._close()
         kind, response = self._final(self._done)
         return out + [self._event(kind, response=response)]
 
     def failed(self, exc: ProxyError) -> list[dict]:
         """`response.failed`: Codex reports it, and no `response.completed` follows."""
         failed = self.response("failed", self._done, error={"code": "server_error", "message": exc.message})
-        return self._opening() + [self._event("response.failed", response=failed)]
+        return self.started() + [self._event("response.failed", response=failed)]
 
     def whole(self, timing: Timing) -> dict:
         answer, output = self.answer, []
