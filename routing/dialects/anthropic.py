@@ -15,19 +15,14 @@ import orjson
 from ..errors import BadRequest, ProxyError, error_body
 from ..exchange import Timing
 from ..overrides import check_params
-from .base import Dialect, ItemTranslator, ToolCallBuffer, json_arguments, new_id, sse_event
+from .base import (Dialect, ItemTranslator, ToolCallBuffer, function_tools, json_arguments, new_id, plain_content,
+                   sse_event, text_field)
 
 DIALECT = Dialect("anthropic", "text/event-stream", sse_event)
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "function_call": "tool_use"}
 EFFORTS = {"low": "low", "medium": "medium", "high": "high", "max": "high"}
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
 SKIPPED_BLOCKS = ("thinking", "redacted_thinking")  # the model's own earlier reasoning: LM Studio takes none
-
-
-def _text(value: Any, where: str) -> str:
-    if not isinstance(value, str):
-        raise BadRequest(f"{where} must be a string")
-    return value
 
 
 def system_text(value: Any, where: str) -> str:
@@ -40,7 +35,7 @@ def system_text(value: Any, where: str) -> str:
     for i, block in enumerate(value):
         if not isinstance(block, dict) or block.get("type") != "text":
             raise BadRequest(f"{where}[{i}] must be a text block")
-        texts.append(_text(block.get("text"), f"{where}[{i}].text"))
+        texts.append(text_field(block.get("text"), f"{where}[{i}].text"))
     return "\n\n".join(t for t in texts if t)
 
 
@@ -50,27 +45,27 @@ def image_part(block: dict, where: str) -> dict:
     if not isinstance(source, dict):
         raise BadRequest(f"{where}.source is required")
     if source.get("type") == "url":
-        return {"type": "image_url", "image_url": {"url": _text(source.get("url"), f"{where}.source.url")}}
+        return {"type": "image_url", "image_url": {"url": text_field(source.get("url"), f"{where}.source.url")}}
     if source.get("type") != "base64":
         raise BadRequest(f"{where}.source.type must be base64 or url")
     media = source.get("media_type")
     if media not in IMAGE_TYPES:
         raise BadRequest(f"{where}.source.media_type must be one of {', '.join(IMAGE_TYPES)}")
-    data = _text(source.get("data"), f"{where}.source.data")
+    data = text_field(source.get("data"), f"{where}.source.data")
     return {"type": "image_url", "image_url": {"url": f"data:{media};base64,{data}"}}
 
 
 def _tool_result(block: dict, where: str) -> tuple[dict, list[dict]]:
     """A `tool_result` block as an OpenAI tool message, and the images it carried (LM Studio's tool
     messages are text: images go to the user message that follows)."""
-    call_id = _text(block.get("tool_use_id"), f"{where}.tool_use_id")
+    call_id = text_field(block.get("tool_use_id"), f"{where}.tool_use_id")
     content, images = block.get("content"), []
     if isinstance(content, list):
         texts = []
         for k, part in enumerate(content):
             kind = part.get("type") if isinstance(part, dict) else None
             if kind == "text":
-                texts.append(_text(part.get("text"), f"{where}.content[{k}].text"))
+                texts.append(text_field(part.get("text"), f"{where}.content[{k}].text"))
             elif kind == "image":
                 images.append(image_part(part, f"{where}.content[{k}]"))
             else:
@@ -88,15 +83,8 @@ def _tool_call(block: dict, where: str) -> dict:
     args = block.get("input", {})
     if not isinstance(args, dict):
         raise BadRequest(f"{where}.input must be an object")
-    return {"id": _text(block.get("id"), f"{where}.id"), "type": "function",
-            "function": {"name": _text(block.get("name"), f"{where}.name"), "arguments": orjson.dumps(args).decode()}}
-
-
-def _plain(parts: list[dict]) -> str | list[dict]:
-    """Text-only content as one string (every chat template takes that), else the parts."""
-    if all(p["type"] == "text" for p in parts):
-        return "\n".join(p["text"] for p in parts)
-    return parts
+    return {"id": text_field(block.get("id"), f"{where}.id"), "type": "function",
+            "function": {"name": text_field(block.get("name"), f"{where}.name"), "arguments": orjson.dumps(args).decode()}}
 
 
 def _message(msg: dict, where: str) -> list[dict]:
@@ -112,7 +100,7 @@ def _message(msg: dict, where: str) -> list[dict]:
         at = f"{where}.content[{j}]"
         kind = block.get("type") if isinstance(block, dict) else None
         if kind == "text":
-            parts.append({"type": "text", "text": _text(block.get("text"), f"{at}.text")})
+            parts.append({"type": "text", "text": text_field(block.get("text"), f"{at}.text")})
         elif kind == "image":
             parts.append(image_part(block, at))
         elif kind == "tool_use" and role == "assistant":
@@ -125,12 +113,12 @@ def _message(msg: dict, where: str) -> list[dict]:
             raise BadRequest(f"{at}: content block type {kind!r} is not supported here")
     out = results
     if role == "assistant":
-        converted: dict = {"role": "assistant", "content": _plain(parts) if parts else ""}
+        converted: dict = {"role": "assistant", "content": plain_content(parts) if parts else ""}
         if calls:
             converted["tool_calls"] = calls
         out.append(converted)
     elif parts or not results:
-        out.append({"role": "user", "content": _plain(parts) if parts else ""})
+        out.append({"role": "user", "content": plain_content(parts) if parts else ""})
     return out
 
 
@@ -155,24 +143,7 @@ def messages_to_openai(messages: Any) -> tuple[list[dict], list[str]]:
 def tools_to_openai(tools: Any) -> list[dict]:
     """Client tools as OpenAI function tools; server tools (web search, bash, text editor: a `type`
     other than custom) cannot run in LM Studio and are left out."""
-    if tools is None:
-        return []
-    if not isinstance(tools, list):
-        raise BadRequest("tools must be a list")
-    out = []
-    for i, tool in enumerate(tools):
-        if not isinstance(tool, dict):
-            raise BadRequest(f"tools[{i}] must be an object")
-        if tool.get("type") not in (None, "custom"):
-            continue
-        schema = tool.get("input_schema")
-        if not isinstance(schema, dict):
-            raise BadRequest(f"tools[{i}].input_schema must be an object")
-        fn = {"name": _text(tool.get("name"), f"tools[{i}].name"), "parameters": schema}
-        if isinstance(tool.get("description"), str):
-            fn["description"] = tool["description"]
-        out.append({"type": "function", "function": fn})
-    return out
+    return function_tools(tools, lambda tool: tool.get("type") in (None, "custom"), "input_schema")
 
 
 def tool_choice(choice: Any) -> dict:
@@ -182,7 +153,7 @@ def tool_choice(choice: Any) -> dict:
     kind = choice.get("type") if isinstance(choice, dict) else None
     mapped = {"auto": "auto", "any": "required", "none": "none"}.get(kind)
     if kind == "tool":
-        mapped = {"type": "function", "function": {"name": _text(choice.get("name"), "tool_choice.name")}}
+        mapped = {"type": "function", "function": {"name": text_field(choice.get("name"), "tool_choice.name")}}
     if mapped is None:
         raise BadRequest("tool_choice.type must be auto, any, tool or none")
     out = {"tool_choice": mapped}

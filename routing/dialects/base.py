@@ -152,6 +152,45 @@ class Answer:
         return [call.as_ollama() for call in self.ordered_calls()]
 
 
+def text_field(value: Any, where: str) -> str:
+    """A field that must be a string, or a BadRequest naming it."""
+    if not isinstance(value, str):
+        raise BadRequest(f"{where} must be a string")
+    return value
+
+
+def plain_content(parts: list[dict]) -> str | list[dict]:
+    """OpenAI content parts: text-only content as one string (every chat template takes that)."""
+    if all(p["type"] == "text" for p in parts):
+        return "\n".join(p["text"] for p in parts)
+    return parts
+
+
+def function_tools(tools: Any, runs: Callable[[dict], bool], schema_key: str,
+                   default_schema: dict | None = None) -> list[dict]:
+    """A client's tool list as OpenAI function tools: only the tools for which `runs(tool)` (those the
+    client itself runs: hosted and server tools cannot run in LM Studio and are left out), with their
+    JSON schema under `schema_key` (required unless there is a `default_schema`)."""
+    if tools is None:
+        return []
+    if not isinstance(tools, list):
+        raise BadRequest("tools must be a list")
+    out = []
+    for i, tool in enumerate(tools):
+        if not isinstance(tool, dict):
+            raise BadRequest(f"tools[{i}] must be an object")
+        if not runs(tool):
+            continue
+        schema = tool.get(schema_key, default_schema)
+        if not isinstance(schema, dict):
+            raise BadRequest(f"tools[{i}].{schema_key} must be an object")
+        fn = {"name": text_field(tool.get("name"), f"tools[{i}].name"), "parameters": schema}
+        if isinstance(tool.get("description"), str):
+            fn["description"] = tool["description"]
+        out.append({"type": "function", "function": fn})
+    return out
+
+
 class ItemTranslator:
     """The shared half of translators whose streams are typed items opened, filled and closed in order
     (Anthropic's content blocks, Responses' output items): it reads LM Studio's deltas into the answer

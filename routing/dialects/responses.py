@@ -13,7 +13,7 @@ from typing import Any
 from ..errors import BadRequest, ProxyError
 from ..exchange import Timing
 from ..overrides import check_params
-from .base import Dialect, ItemTranslator, ToolCallBuffer, new_id, sse_event
+from .base import Dialect, ItemTranslator, ToolCallBuffer, function_tools, plain_content, new_id, sse_event, text_field
 
 DIALECT = Dialect("responses", "text/event-stream", sse_event)
 EFFORTS = {"minimal": "low", "low": "low", "medium": "medium", "high": "high", "xhigh": "high"}
@@ -22,12 +22,6 @@ SKIPPED_ITEMS = ("reasoning", "web_search_call", "file_search_call", "image_gene
                  "code_interpreter_call", "mcp_list_tools", "mcp_call", "mcp_approval_request")
 ECHOED = ("instructions", "max_output_tokens", "temperature", "top_p", "tool_choice", "tools",
           "parallel_tool_calls", "metadata", "text", "reasoning", "store", "prompt_cache_key")
-
-
-def _text(value: Any, where: str) -> str:
-    if not isinstance(value, str):
-        raise BadRequest(f"{where} must be a string")
-    return value
 
 
 def _parts(content: Any, where: str) -> list[dict]:
@@ -40,9 +34,9 @@ def _parts(content: Any, where: str) -> list[dict]:
     for i, part in enumerate(content):
         kind = part.get("type") if isinstance(part, dict) else None
         if kind in ("input_text", "output_text", "text", "summary_text"):
-            parts.append({"type": "text", "text": _text(part.get("text"), f"{where}[{i}].text")})
+            parts.append({"type": "text", "text": text_field(part.get("text"), f"{where}[{i}].text")})
         elif kind == "refusal":
-            parts.append({"type": "text", "text": _text(part.get("refusal"), f"{where}[{i}].refusal")})
+            parts.append({"type": "text", "text": text_field(part.get("refusal"), f"{where}[{i}].refusal")})
         elif kind == "input_image":
             url = part.get("image_url")
             if not isinstance(url, str):
@@ -50,12 +44,6 @@ def _parts(content: Any, where: str) -> list[dict]:
             parts.append({"type": "image_url", "image_url": {"url": url}})
         else:
             raise BadRequest(f"{where}[{i}]: content part type {kind!r} is not supported here")
-    return parts
-
-
-def _content(parts: list[dict]) -> str | list[dict]:
-    if all(p["type"] == "text" for p in parts):
-        return "\n".join(p["text"] for p in parts)
     return parts
 
 
@@ -83,21 +71,21 @@ def input_to_messages(items: Any) -> tuple[list[dict], list[str]]:
             role = item.get("role")
             parts = _parts(item.get("content"), f"{where}.content")
             if role in ("developer", "system"):
-                systems.append(_content([p for p in parts if p["type"] == "text"]) or "")
+                systems.append(plain_content([p for p in parts if p["type"] == "text"]) or "")
             elif role in ("user", "assistant"):
-                out.append({"role": role, "content": _content(parts)})
+                out.append({"role": role, "content": plain_content(parts)})
             else:
                 raise BadRequest(f"{where}.role must be user, assistant, system or developer, got {role!r}")
         elif kind == "function_call":
-            call = {"id": _text(item.get("call_id"), f"{where}.call_id"), "type": "function",
-                    "function": {"name": _text(item.get("name"), f"{where}.name"),
-                                 "arguments": _text(item.get("arguments", "{}"), f"{where}.arguments")}}
+            call = {"id": text_field(item.get("call_id"), f"{where}.call_id"), "type": "function",
+                    "function": {"name": text_field(item.get("name"), f"{where}.name"),
+                                 "arguments": text_field(item.get("arguments", "{}"), f"{where}.arguments")}}
             if out and out[-1]["role"] == "assistant":
                 out[-1].setdefault("tool_calls", []).append(call)
             else:
                 out.append({"role": "assistant", "content": "", "tool_calls": [call]})
         elif kind == "function_call_output":
-            out.append({"role": "tool", "tool_call_id": _text(item.get("call_id"), f"{where}.call_id"),
+            out.append({"role": "tool", "tool_call_id": text_field(item.get("call_id"), f"{where}.call_id"),
                         "content": _output_text(item.get("output"), f"{where}.output")})
         elif kind == "item_reference":
             raise BadRequest(f"{where}: item references need stored responses; this server is stateless")
@@ -109,29 +97,15 @@ def input_to_messages(items: Any) -> tuple[list[dict], list[str]]:
 def tools_to_openai(tools: Any) -> list[dict]:
     """Function tools as chat tools; hosted or namespaced tools (web_search, namespace, mcp, custom)
     cannot run in LM Studio and are left out."""
-    if tools is None:
-        return []
-    if not isinstance(tools, list):
-        raise BadRequest("tools must be a list")
-    out = []
-    for i, tool in enumerate(tools):
-        if not isinstance(tool, dict):
-            raise BadRequest(f"tools[{i}] must be an object")
-        if tool.get("type") != "function":
-            continue
-        fn = {"name": _text(tool.get("name"), f"tools[{i}].name"),
-              "parameters": tool.get("parameters") or {"type": "object", "properties": {}}}
-        if isinstance(tool.get("description"), str):
-            fn["description"] = tool["description"]
-        out.append({"type": "function", "function": fn})
-    return out
+    return function_tools(tools, lambda tool: tool.get("type") == "function", "parameters",
+                          {"type": "object", "properties": {}})
 
 
 def tool_choice(choice: Any) -> Any:
     if choice in ("auto", "none", "required"):
         return choice
     if isinstance(choice, dict) and choice.get("type") == "function":
-        return {"type": "function", "function": {"name": _text(choice.get("name"), "tool_choice.name")}}
+        return {"type": "function", "function": {"name": text_field(choice.get("name"), "tool_choice.name")}}
     return None  # hosted-tool and allowed-tools choices: the model chooses
 
 
@@ -161,7 +135,7 @@ def to_openai(body: dict) -> dict:
                          "/v1/responses); send the whole conversation in input, with store: false")
     messages, systems = input_to_messages(body.get("input"))
     instructions = body.get("instructions")
-    system = "\n\n".join(t for t in [instructions and _text(instructions, "instructions"), *systems] if t)
+    system = "\n\n".join(t for t in [instructions and text_field(instructions, "instructions"), *systems] if t)
     out: dict = {"messages": ([{"role": "system", "content": system}] if system else []) + messages}
     for name, param in (("max_output_tokens", "max_tokens"), ("temperature", "temperature"), ("top_p", "top_p")):
         if body.get(name) is not None:
