@@ -49,10 +49,32 @@ def last_row(server, endpoint: str) -> dict:
     return find_log(server, row["request_id"])
 
 
+def claude(server, home: Path, prompt: str) -> subprocess.CompletedProcess:
+    return run([agent("claude"), "-p", prompt, "--model", "coder"], home,
+               ANTHROPIC_BASE_URL=server.url, ANTHROPIC_AUTH_TOKEN="dummy", DISABLE_TELEMETRY="1",
+               DISABLE_AUTOUPDATER="1", DISABLE_ERROR_REPORTING="1", CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1")
+
+
+def codex(server, home: Path, prompt: str) -> subprocess.CompletedProcess:
+    provider = f'model_providers.local={{name="local", base_url="{server.url}/v1", wire_api="responses"}}'
+    return run([agent("codex"), "exec", "--skip-git-repo-check", "-c", "model_provider=local", "-c", provider,
+                *OFFLINE_CODEX, "-m", "coder", prompt], home, CODEX_HOME=str(home))
+
+
+def assert_a_tool_loop(fake, result):
+    """The fake calls the agent's first tool when asked about the weather (with arguments that tool does
+    not take): the agent runs it, and sends its result back as the answer to that very call."""
+    assert result.returncode == 0, result.stderr[-2000:]
+    first, second = [r["json"] for r in fake.requests("/v1/chat/completions")]
+    assert first["model"] == second["model"] == "qwen2.5-7b-instruct"
+    call, answer = second["messages"][-2:]
+    assert call["role"] == "assistant" and call["tool_calls"][0]["function"]["name"] == first["tools"][0]["function"]["name"]
+    assert answer["role"] == "tool" and answer["tool_call_id"] == call["tool_calls"][0]["id"]
+    assert "The tool said:" in result.stdout
+
+
 def test_claude_code_answers_through_an_alias(proxy_server, fake, tmp_path):
-    result = run([agent("claude"), "-p", "say hi", "--model", "coder"], tmp_path / "home",
-                 ANTHROPIC_BASE_URL=proxy_server.url, ANTHROPIC_AUTH_TOKEN="dummy", DISABLE_TELEMETRY="1",
-                 DISABLE_AUTOUPDATER="1", DISABLE_ERROR_REPORTING="1", CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1")
+    result = claude(proxy_server, tmp_path / "home", "say hi")
     assert result.returncode == 0, result.stderr[-2000:]
     assert REPLY in result.stdout and "say hi" in result.stdout
     assert upstream_models(fake) == ["qwen2.5-7b-instruct"]
@@ -62,10 +84,16 @@ def test_claude_code_answers_through_an_alias(proxy_server, fake, tmp_path):
     assert (row["api"], row["alias"], row["status"]) == ("anthropic", "coder", 200)
 
 
+def test_claude_code_runs_a_tool_loop(proxy_server, fake, tmp_path):
+    assert_a_tool_loop(fake, claude(proxy_server, tmp_path / "home", "weather in Paris"))
+
+
+def test_codex_runs_a_tool_loop(proxy_server, fake, tmp_path):
+    assert_a_tool_loop(fake, codex(proxy_server, tmp_path / "home", "weather in Paris"))
+
+
 def test_codex_answers_through_a_custom_provider(proxy_server, fake, tmp_path):
-    provider = f'model_providers.local={{name="local", base_url="{proxy_server.url}/v1", wire_api="responses"}}'
-    result = run([agent("codex"), "exec", "--skip-git-repo-check", "-c", "model_provider=local", "-c", provider,
-                  *OFFLINE_CODEX, "-m", "coder", "say hi"], tmp_path / "home", CODEX_HOME=str(tmp_path / "home"))
+    result = codex(proxy_server, tmp_path / "home", "say hi")
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"{REPLY} say hi" in result.stdout
     assert upstream_models(fake) == ["qwen2.5-7b-instruct"]
