@@ -15,6 +15,7 @@ from . import alias_api, embeddings, model_info, ollama_request, openai_side
 from .backends import models_by_backend, models_everywhere
 from .errors import MethodNotAllowed, ModelNotFound, NotSupported, ProxyError, error_body
 from .pipeline import Endpoint, json_response, parse_body, proxy, resolve_route
+from .pull import answer as pull_answer
 from .registry import get_registry
 from .relay import OLLAMA, OPENAI
 from .routes import Route
@@ -157,16 +158,8 @@ async def v1_model(request: HttpRequest, model_id: str):
 
 @api_view(["POST"])
 async def pull(request: HttpRequest):
-    """A model that is already served needs no pull (the answer is true); anything else cannot be
-    downloaded through this proxy."""
-    requested = ollama_request.require_model(parse_body(request))
-    try:
-        await known_model(requested)
-    except ModelNotFound:
-        raise NotSupported(f"cannot pull '{requested}': this proxy serves LM Studio's models and cannot "
-                           f"download any; download it in LM Studio (or `lms get`) and add an alias "
-                           f"in routes.yaml") from None
-    return json_response({"status": "success"})
+    """`ollama pull`: downloads into LM Studio with Ollama's progress lines (routing.pull)."""
+    return await pull_answer(request)
 
 
 @api_view(["POST"])
