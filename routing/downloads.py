@@ -15,7 +15,7 @@ HF_LINK = "https://huggingface.co/"
 _HF_PREFIXES = ("hf.co/", "huggingface.co/", HF_LINK)
 _HF_REPO = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 _QUANTIZATION = re.compile(r"[A-Za-z0-9][\w.-]*")
-_CATALOG_ID = re.compile(r"[\w.-]+(/[\w.-]+)*")
+_CATALOG_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)*")
 FORMS = "a catalog id such as google/gemma-3-1b, or a Hugging Face repo: hf.co/user/repo:Q4_K_M"
 
 

@@ -74,7 +74,8 @@ def name_download(name: str) -> Download:
     try:
         return parse_download_text(name)
     except ValueError as exc:
-        raise NotDownloadable(name, f"LM Studio downloads {str(exc).removeprefix('expected ')}") from None
+        why = str(exc)
+        raise NotDownloadable(name, why.replace("expected ", "LM Studio downloads ", 1)) from None
 
 
 def pull_target(requested: str, route: Route | None, passthrough: bool) -> Target:

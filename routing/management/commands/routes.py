@@ -34,9 +34,10 @@ class Command(BaseCommand):
     def handle_show(self, registry, **options):
         table = registry.current_table()
         file_table = registry.file_table()
-        self.write_columns(("ALIAS", "MODEL", "SOURCE"), [
+        self.write_columns(("ALIAS", "MODEL", "SOURCE", "DOWNLOAD"), [
             (a.name + (" (pattern)" if a.is_pattern else "") + (" (hidden)" if a.hidden else ""),
-             a.model, source_of(a, file_table)) for a in table.aliases.values()])
+             a.model, source_of(a, file_table), a.download.text if a.download else "")
+            for a in table.aliases.values()])
         sources = defaults_sources(RouteDefaults.load().overrides())
         self.stdout.write("")
         self.write_columns(("DEFAULT", "VALUE", "SOURCE"), [
