@@ -341,3 +341,31 @@ async def answer(request: HttpRequest) -> HttpResponse:
     response["Cache-Control"] = "no-cache"
     response["X-Request-Id"] = exchange.id
     return response
+
+
+async def pull_in_terminal(name: str, out, bar_file):
+    """`manage.py routes pull NAME`: the same pull, each status a line of `out` and the download a
+    tqdm bar on `bar_file`. Raises a ProxyError when it fails."""
+    from tqdm import tqdm
+
+    exchange = Exchange(api="ollama", endpoint="/api/pull", requested_model=name)
+    bar = None
+    try:
+        pull = await prepare(name, exchange)
+        if pull.target is None:
+            return out.write(f"{name} is served already (backend '{exchange.backend}'): nothing to pull")
+        async for line in progress(pull):
+            if "total" in line:
+                bar = bar or tqdm(total=line["total"], desc=line["status"], unit="B", unit_scale=True,
+                                  unit_divisor=1024, file=bar_file, dynamic_ncols=True)
+                bar.update(line.get("completed", 0) - bar.n)
+                continue
+            if bar is not None:
+                bar.close()
+                bar = None
+            out.write(line["status"] + (f" (backend '{line['backend']}')" if "backend" in line else ""))
+    finally:
+        if bar is not None:
+            bar.close()
+        for state in get_pool().states.values():  # this event loop ends here, and its connections
+            await state.upstream.aclose()

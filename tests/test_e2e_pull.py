@@ -3,6 +3,7 @@ download API, driven by the official `ollama` client, raw httpx line reading, an
 
 Each test downloads models of its own (set through the fake's /_fake/downloadable), so the proxy's
 cached model lists never carry one test's download into another."""
+import subprocess
 import time
 
 import httpx
@@ -10,7 +11,7 @@ import ollama
 import orjson
 import pytest
 
-from tests.conftest import db_query, start_fake_lmstudio, start_proxy, stop
+from tests.conftest import PY, ROOT, db_query, start_fake_lmstudio, start_proxy, stop
 from tests.test_e2e_history import find_log
 
 pytestmark = pytest.mark.e2e
@@ -247,3 +248,20 @@ def test_pulls_are_in_the_request_history(server, fake):
         time.sleep(0.05)
     assert (rows[0]["endpoint"], rows[0]["status"], rows[0]["outcome"]) == ("/api/pull", 404, "error")
     assert "cannot pull 'nobody/logged'" in rows[0]["error"]
+
+
+def test_manage_py_routes_pull_draws_the_same_download_as_a_progress_bar(server, fake):
+    downloadable(fake, {"model": "acme/terminal", "size_bytes": 2 ** 30, "seconds": 1.0})
+    done = subprocess.run([PY, "manage.py", "routes", "pull", "acme/terminal"], cwd=ROOT, env=server.env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "pulling manifest" and lines[-1] == "success (backend 'default')"
+    assert "100%" in done.stdout and "1.00G/1.00G" in done.stdout  # tqdm's bar, in bytes
+    assert download_requests(fake) == [{"model": "acme/terminal"}]
+    served = subprocess.run([PY, "manage.py", "routes", "pull", "coder"], cwd=ROOT, env=server.env,
+                            capture_output=True, text=True, timeout=60)
+    assert "coder is served already (backend 'default'): nothing to pull" in served.stdout
+    failed = subprocess.run([PY, "manage.py", "routes", "pull", "nobody/nothing"], cwd=ROOT, env=server.env,
+                            capture_output=True, text=True, timeout=60)
+    assert failed.returncode == 1 and "cannot pull 'nobody/nothing'" in failed.stderr
