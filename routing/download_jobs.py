@@ -7,6 +7,7 @@ job LM Studio no longer knows (`job_not_found`, after a restart) is `JobGone`, n
 from __future__ import annotations
 
 import asyncio
+from urllib.parse import quote
 
 import httpx
 import orjson
@@ -56,12 +57,13 @@ class RunningJobs:
 
     def __init__(self):
         self._jobs: dict[tuple[str, Download], str] = {}
-        self._lock = asyncio.Lock()
+        self._locks: dict[tuple[str, Download], asyncio.Lock] = {}
 
     async def start(self, state: BackendState, download: Download, requested: str) -> dict:
         """The running job's status, or a new job's (or `already_downloaded`)."""
         key = (state.name, download)
-        async with self._lock:  # two pulls at once must not start two jobs
+        # Two pulls of one model at once must not start two jobs; pulls of other models do not wait.
+        async with self._locks.setdefault(key, asyncio.Lock()):
             job_id = self._jobs.get(key)
             if job_id is not None:
                 try:
@@ -75,7 +77,7 @@ class RunningJobs:
 
     async def status(self, state: BackendState, download: Download, job_id: str) -> dict:
         """A job's status; a job that ended is forgotten."""
-        answer = await call(state, "GET", f"/api/v1/models/download/status/{job_id}")
+        answer = await call(state, "GET", f"/api/v1/models/download/status/{quote(job_id, safe='')}")
         answer.setdefault("job_id", job_id)
         if answer["status"] not in RUNNING:
             self._jobs.pop((state.name, download), None)
