@@ -107,6 +107,7 @@ class Alias(StoredRow):
             fields = routes.alias_fields(self._fields_data(), "admin", {}, f"alias '{self.name}'")
             routes.check_backend_names(fields["backends"], self._known_backends(), f"alias '{self.name}'",
                                        "admin")
+            self.download = fields["download"].text if fields["download"] else ""  # as export writes it
         except routes.RouteTableError as exc:
             errors[exc.key or "__all__"] = exc.message
         if not errors and self.enabled and self.is_pattern:

@@ -210,3 +210,19 @@ async def test_an_lm_studio_without_the_download_api_is_a_501_saying_to_download
 async def test_a_bad_pull_request_is_a_400_naming_the_field(upstream_mock, routes_file, body, message):
     response = await AsyncClient().post("/api/pull", body, content_type="application/json")
     assert (response.status_code, response.json()) == (400, {"error": message})
+
+
+@pytest.mark.django_db
+def test_the_admin_form_edits_the_download_and_puts_a_bad_one_beside_the_field(admin_client, routes_file,
+                                                                                monkeypatch):
+    from adminui import lmstudio
+
+    monkeypatch.setattr(lmstudio, "model_ids", lambda table=None: ([], "LM Studio's model list is unavailable"))
+    form = {"name": "small", "model": "qwen3-0.6b", "enabled": "on", "system_mode": "prepend", "options": "{}",
+            "policy": "fallback", "download": "hf.co/lmstudio-community/Qwen3-0.6B-GGUF:q8_0"}
+    assert admin_client.post("/admin/routing/alias/add/", form).status_code == 302
+    assert StoredAlias.objects.get(name="small").to_route_alias().download == SMALL
+    page = admin_client.get(f"/admin/routing/alias/{StoredAlias.objects.get(name='small').pk}/change/")
+    assert 'value="hf.co/lmstudio-community/Qwen3-0.6B-GGUF:Q8_0"' in page.content.decode()
+    refused = admin_client.post("/admin/routing/alias/add/", {**form, "name": "other", "download": "a b"})
+    assert "bad &#x27;download&#x27;" in str(refused.context["adminform"].form["download"].errors)
