@@ -54,6 +54,7 @@ class AliasAdmin(admin.ModelAdmin):
         ("Overrides sent to LM Studio", {"fields": ["ttl", "temperature", "system", "system_mode",
                                                     "options"]}),
         ("LM Studio servers", {"fields": ["backends", "policy"]}),
+        ("Download (ollama pull)", {"fields": ["download"]}),
         ("History", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
     ]
 

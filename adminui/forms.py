@@ -50,7 +50,7 @@ class AliasForm(forms.ModelForm):
     class Meta:
         model = Alias
         fields = ["name", "model", "enabled", "hidden", "description", "ttl", "temperature", "system",
-                  "system_mode", "options", "backends", "policy"]
+                  "system_mode", "options", "backends", "policy", "download"]
         widgets = {"model": ModelIdInput(attrs={"size": 60, "autocomplete": "off"}),
                    "system": forms.Textarea(attrs={"rows": 4, "cols": 80}),
                    "options": forms.Textarea(attrs={"rows": 3, "cols": 80})}

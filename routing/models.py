@@ -65,6 +65,11 @@ class Alias(StoredRow):
         max_length=10, choices=POLICY_CHOICES, default="fallback", blank=True,
         help_text="fallback: the next backend when one is down or answers 5xx; least-busy: the backend "
                   "with the fewest open requests.")
+    download = models.CharField(
+        max_length=500, blank=True, default="",
+        help_text="Where `ollama pull` downloads the model from when LM Studio lacks it: a catalog id "
+                  "(google/gemma-3-1b) or a Hugging Face repo with its quantization "
+                  "(hf.co/user/repo:Q4_K_M); empty = the model id, tried as a catalog id.")
     enabled = models.BooleanField(default=True, help_text="Disabled aliases are not served; a disabled "
                                   "override lets routes.yaml's alias of the same name serve again.")
 
@@ -102,6 +107,7 @@ class Alias(StoredRow):
             fields = routes.alias_fields(self._fields_data(), "admin", {}, f"alias '{self.name}'")
             routes.check_backend_names(fields["backends"], self._known_backends(), f"alias '{self.name}'",
                                        "admin")
+            self.download = fields["download"].text if fields["download"] else ""  # as export writes it
         except routes.RouteTableError as exc:
             errors[exc.key or "__all__"] = exc.message
         if not errors and self.enabled and self.is_pattern:
@@ -141,7 +147,7 @@ class Alias(StoredRow):
     def _fields_data(self) -> dict:
         return {"temperature": self.temperature, "system": self.system or None,
                 "system_mode": self.system_mode, "options": self.options, "hidden": self.hidden,
-                "backends": self.backend_names, "policy": self.policy}
+                "backends": self.backend_names, "policy": self.policy, "download": self.download.strip()}
 
     def to_route_alias(self) -> routes.Alias:
         """The frozen `routing.routes.Alias` the route table uses."""
@@ -156,6 +162,7 @@ class Alias(StoredRow):
         self.options = dict(alias.options)
         self.hidden = getattr(alias, "hidden", False)  # a table alias without `hidden` is listed
         self.backends, self.policy = ", ".join(alias.backends), alias.policy
+        self.download = alias.download.text if getattr(alias, "download", None) else ""
 
 
 EXPOSE_CHOICES = [(mode, mode) for mode in routes.EXPOSE_MODES]

@@ -14,6 +14,7 @@ import yaml
 from .table import (GLOB_CHARS, Alias, DeclaredEndpoint, Defaults, Route, RouteTable,  # noqa: F401
                     normalize_name)
 from .backends import DEFAULT_BACKEND, POLICIES, Backend
+from .downloads import download_field
 from .durations import parse_duration, ttl_seconds
 
 SYSTEM_MODES = ("prepend", "replace", "default")
@@ -35,7 +36,7 @@ OLLAMA_OPTIONS = frozenset(
 )
 
 _ALIAS_KEYS = {"model", "ttl", "temperature", "system", "system_mode", "options", "hidden", "backend",
-               "backends", "policy"}
+               "backends", "policy", "download"}
 _DEFAULT_KEYS = {"ttl", "passthrough", "fallback", "expose", "backends", "policy"}
 _TOP_KEYS = {"defaults", "aliases", "endpoints", "backends"}
 _BACKEND_KEYS = {"url", "api_key"}
@@ -277,7 +278,7 @@ def alias_fields(data: Mapping, source: str, lines: Mapping[str, int], what: str
         fail(f"unknown option(s) {', '.join(map(str, unknown))} in 'options'", "options")
     return {"temperature": temperature, "system": system, "system_mode": system_mode,
             "options": MappingProxyType(_plain(dict(options))), "hidden": hidden,
-            **backend_choice(data, fail)}
+            **backend_choice(data, fail), **download_field(data, fail)}
 
 
 def backend_choice(data: Mapping, fail) -> dict:

@@ -32,6 +32,8 @@ def _changed_fields(item, always: tuple[str, ...] = ()) -> dict[str, Any]:
             continue
         if spec.name == "ttl":
             value = format_duration(value)
+        if hasattr(value, "to_yaml"):  # an alias's download
+            value = value.to_yaml()
         if isinstance(value, tuple):
             value = list(value)
         out[spec.name] = dict(value) if isinstance(value, Mapping) else value

@@ -11,6 +11,7 @@ from types import MappingProxyType
 from typing import Any, Iterable, Mapping
 
 from .backends import DEFAULT_BACKEND, Backend
+from .downloads import Download
 
 GLOB_CHARS = "*?["
 
@@ -33,6 +34,7 @@ class Alias:
     hidden: bool = False
     backends: tuple[str, ...] = ()  # LM Studio servers, in order (empty: defaults.backends)
     policy: str = "fallback"         # fallback | least-busy (see routing.backends)
+    download: Download | None = None  # where `ollama pull` gets its model (routing.pull)
     source: str = "file"
 
     @property

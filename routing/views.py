@@ -14,9 +14,10 @@ from django.views.decorators.csrf import csrf_exempt
 from . import alias_api, embeddings, model_info
 from .backends import models_by_backend, models_everywhere
 from .dialects import anthropic, ollama, openai_chat, responses
-from .dialects.base import ndjson, require_model, strict_bool
+from .dialects.base import require_model
 from .errors import MethodNotAllowed, ModelNotFound, NotSupported, ProxyError, error_body
 from .pipeline import Endpoint, json_response, parse_body, proxy, resolve_route
+from .pull import answer as pull_answer
 from .registry import get_registry
 from .routes import Route
 
@@ -170,19 +171,8 @@ async def v1_model(request: HttpRequest, model_id: str):
 
 @api_view(["POST"])
 async def pull(request: HttpRequest):
-    """A model that is already served needs no pull (the answer is true); anything else cannot be
-    downloaded through this proxy."""
-    body = parse_body(request)
-    requested = require_model(body)
-    try:
-        await known_model(requested)
-    except ModelNotFound:
-        raise NotSupported(f"cannot pull '{requested}': this proxy serves LM Studio's models and cannot "
-                           f"download any; download it in LM Studio (or `lms get`) and add an alias "
-                           f"in routes.yaml") from None
-    if strict_bool(body, "stream", True):  # Ollama's way: NDJSON lines, each ending in a newline
-        return HttpResponse(ndjson({"status": "success"}), content_type=OLLAMA.content_type)
-    return json_response({"status": "success"})
+    """`ollama pull`: downloads into LM Studio with Ollama's progress lines (routing.pull)."""
+    return await pull_answer(request)
 
 
 @api_view(["POST"])

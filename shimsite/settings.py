@@ -40,6 +40,10 @@ UPSTREAM_MAX_CONNECTIONS = env.int("UPSTREAM_MAX_CONNECTIONS", default=256)
 BACKEND_COOL_OFF = env.float("BACKEND_COOL_OFF", default=10.0)
 # How long LM Studio's model list is reused before it is fetched again.
 MODEL_LIST_TTL = env.float("MODEL_LIST_TTL", default=10.0)
+# `ollama pull` (routing.pull): seconds between polls of LM Studio's download job, and how long a
+# download may make no progress (paused, stuck) before the pull ends with an error.
+PULL_POLL_INTERVAL = env.float("PULL_POLL_INTERVAL", default=0.5)
+PULL_STALL_TIMEOUT = env.float("PULL_STALL_TIMEOUT", default=300.0)
 # The version reported on /api/version: the newest Ollama whose API the proxy covers (0.14.0 added
 # /v1/messages). GitHub Copilot Chat refuses anything below 0.6.4, Codex --oss below 0.13.4.
 OLLAMA_VERSION = env("OLLAMA_VERSION", default="0.14.0")

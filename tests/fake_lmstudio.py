@@ -47,6 +47,23 @@ Control plane (``/_fake/...``, never recorded, not part of LM Studio):
 * ``POST /_fake/models``: replace the catalogue (until reset) with a list of /api/v0-style objects
   (only ``id`` required; also display_name, params_string, size_bytes, reasoning).
 * ``GET /_fake/stats``: ``{"open_streams", "closed_by_client"}``.
+
+Downloads (LM Studio 0.4's ``/api/v1/models/download``), in one block below:
+
+* ``POST /api/v1/models/download {model, quantization?}``: ``model`` is a catalog id of the
+  downloadable list or ``https://huggingface.co/<user>/<repo>`` (``quantization`` only there, 400
+  otherwise). Answers ``{job_id, status: "downloading", total_size_bytes, downloaded_bytes: 0,
+  started_at}``, or ``{"status": "already_downloaded"}`` when its model is in the catalogue; an unknown
+  model (or quantization) is 404 ``model_not_found``. A job advances linearly over its ``seconds``
+  (``bytes_per_second``, ``estimated_completion`` while ``downloading``), then is ``completed``
+  (``completed_at``) and its model joins the catalogue (not loaded), polled or not; with ``fail_at``
+  (a fraction) it stops there as ``failed``; with ``stall_at`` it stays ``downloading`` there, no
+  further bytes.
+* ``GET /api/v1/models/download/status/{job_id}``: the job as above; unknown: 404 ``job_not_found``.
+* Control plane: ``POST /_fake/downloadable`` replaces the downloadable list (until reset) with
+  ``[{"model", "key"?, "quantizations"?, "size_bytes"?, "seconds"?, "fail_at"?, "stall_at"?}]``
+  (``key``: the catalogue id it becomes, default ``model``); reset restores ``DOWNLOADABLE`` and
+  forgets every job.
 """
 
 import argparse
@@ -208,6 +225,7 @@ class FakeLMStudio:
         self.open_streams = 0
         self.closed_by_client = 0
         self.ids = itertools.count(1)
+        self.downloads = Downloads(self)
         self.reset()
 
     def reset(self):
@@ -215,6 +233,7 @@ class FakeLMStudio:
         self.script = {}
         self.models = default_catalogue()
         self.closed_by_client = 0
+        self.downloads.reset()
 
     def app(self):
         @web.middleware
@@ -243,6 +262,7 @@ class FakeLMStudio:
         r.add_post("/_fake/reset", self.fake_reset)
         r.add_post("/_fake/script", self.fake_script)
         r.add_post("/_fake/models", self.fake_models)
+        self.downloads.add_routes(r)
         r.add_route("*", "/{tail:.*}", self.unexpected)
         return app
 
@@ -530,6 +550,121 @@ async def json_body(request):
     if problem is None and not isinstance(body, dict):
         problem = "Request body must be a JSON object"
     return (body, None) if problem is None else (None, error(400, problem))
+
+
+# ---------------------------------------------------------------- downloads (LM Studio 0.4)
+
+# What the fake can download: catalog ids and Hugging Face links (see the module docstring).
+DOWNLOADABLE = [
+    {"model": "google/gemma-3-1b", "size_bytes": 719_881_216, "seconds": 2.0, "arch": "gemma3",
+     "params_string": "1B"},
+    {"model": "https://huggingface.co/lmstudio-community/Qwen3-0.6B-GGUF", "key": "qwen3-0.6b",
+     "quantizations": ["Q4_K_M", "Q8_0"], "size_bytes": 639_446_688, "seconds": 2.0, "arch": "qwen3"},
+    {"model": "broken/fails-halfway", "size_bytes": 1_000_000_000, "seconds": 2.0, "fail_at": 0.5},
+    {"model": "slow/stalls-halfway", "size_bytes": 1_000_000_000, "seconds": 2.0, "stall_at": 0.5},
+]
+MODEL_KEYS = {"arch", "params_string", "size_bytes"}
+
+
+def iso(timestamp):
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(timestamp)) + f".{int(timestamp % 1 * 1000):03d}Z"
+
+
+@dataclass
+class DownloadJob:
+    id: str
+    spec: dict
+    quantization: str | None
+    started: float = field(default_factory=time.time)
+    timer: object = None
+
+    def state(self, now=None):
+        """LM Studio's status object for this job at `now`."""
+        spec, total = self.spec, self.spec.get("size_bytes", 1_000_000_000)
+        seconds = spec.get("seconds", 2.0)
+        fraction = min(((now or time.time()) - self.started) / seconds, 1.0)
+        status = "completed" if fraction >= 1 else "downloading"
+        if spec.get("fail_at") is not None and fraction >= spec["fail_at"]:
+            fraction, status = spec["fail_at"], "failed"
+        elif spec.get("stall_at") is not None and fraction >= spec["stall_at"]:
+            fraction, status = spec["stall_at"], "downloading"
+        body = {"job_id": self.id, "status": status, "total_size_bytes": total,
+                "downloaded_bytes": int(total * fraction), "started_at": iso(self.started)}
+        if status == "downloading":
+            body["bytes_per_second"] = 0.0 if spec.get("stall_at") == fraction else total / seconds
+            body["estimated_completion"] = iso(self.started + seconds)
+        if status == "completed":
+            body["completed_at"] = iso(self.started + seconds)
+        return body
+
+
+class Downloads:
+    """LM Studio's download API: jobs that advance with time and add their model to the catalogue."""
+
+    def __init__(self, fake):
+        self.fake = fake
+        self.jobs = {}
+        self.ids = itertools.count(1)
+
+    def reset(self):
+        for job in self.jobs.values():
+            if job.timer:
+                job.timer.cancel()
+        self.jobs = {}
+        self.downloadable = [dict(spec) for spec in DOWNLOADABLE]
+
+    def add_routes(self, r):
+        r.add_post("/api/v1/models/download", self.start)
+        r.add_get("/api/v1/models/download/status/{job_id}", self.status)
+        r.add_post("/_fake/downloadable", self.set_downloadable)
+
+    async def set_downloadable(self, request):
+        body, _ = await read_json(request)
+        if not isinstance(body, list) or not all(isinstance(m, dict) and "model" in m for m in body):
+            return error(400, "expected a list of {model, key?, quantizations?, size_bytes?, seconds?, "
+                              "fail_at?, stall_at?}")
+        self.downloadable = body
+        return json_response({"ok": True})
+
+    def find(self, model):
+        wanted = model.rstrip("/").lower() if isinstance(model, str) else None
+        return next((s for s in self.downloadable if s["model"].rstrip("/").lower() == wanted), None)
+
+    async def start(self, request):
+        body, err = await json_body(request)
+        if err:
+            return err
+        model, quantization = body.get("model"), body.get("quantization")
+        if not isinstance(model, str) or not model:
+            return error(400, "'model' is required", param="model")
+        hugging_face = model.lower().startswith("https://huggingface.co/")
+        if quantization is not None and not hugging_face:
+            return error(400, "'quantization' is only supported for Hugging Face links", param="quantization")
+        spec = self.find(model)
+        if spec is None:
+            return model_not_found(model, f"Could not find model '{model}' in the catalog or on Hugging Face")
+        if quantization is not None and quantization not in spec.get("quantizations", ()):
+            return model_not_found(model, f"No quantization '{quantization}' of '{model}' (available: "
+                                          f"{', '.join(spec.get('quantizations', ()))})")
+        if spec.get("key", spec["model"]) in self.fake.models:
+            return json_response({"status": "already_downloaded"})
+        job = DownloadJob(f"job_{next(self.ids):010x}", spec, quantization)
+        self.jobs[job.id] = job
+        if spec.get("fail_at") is None and spec.get("stall_at") is None:
+            job.timer = asyncio.get_running_loop().call_later(spec.get("seconds", 2.0), self.finish, job)
+        return json_response(job.state(job.started))
+
+    def finish(self, job):
+        spec = job.spec
+        extra = {k: spec[k] for k in MODEL_KEYS if k in spec}
+        self.fake.models[spec.get("key", spec["model"])] = new_model(
+            spec.get("key", spec["model"]), quantization=job.quantization or "Q4_K_M", **extra)
+
+    async def status(self, request):
+        job = self.jobs.get(request.match_info["job_id"])
+        if job is None:
+            return error(404, f"No download job '{request.match_info['job_id']}'", code="job_not_found")
+        return json_response(job.state())
 
 
 # ---------------------------------------------------------------- process

@@ -260,11 +260,11 @@ def test_an_unknown_model_is_a_404_on_every_model_endpoint(ollama_client, fake, 
     assert info.value.status_code == 404 and info.value.error == "model 'nope' not found"
 
 
-def test_pull_of_a_served_model_succeeds_and_of_anything_else_says_why_not(ollama_client, fake):
-    assert ollama_client.pull("coder").status == "success"
+def test_pull_of_a_served_model_succeeds_and_of_an_unknown_one_says_why_not(ollama_client, fake):
+    assert ollama_client.pull("coder").status == "success"  # downloads: tests/test_e2e_pull.py
     with pytest.raises(ollama.ResponseError) as info:
         ollama_client.pull("llama3:70b")
-    assert info.value.status_code == 501 and "cannot pull 'llama3:70b'" in info.value.error
+    assert info.value.status_code == 404 and "cannot pull 'llama3:70b'" in info.value.error
 
 
 @pytest.mark.parametrize("call, words", [

@@ -203,3 +203,48 @@ def test_client_closing_mid_stream_is_counted(client, fake):
     while client.get("/_fake/stats").json() != {"open_streams": 0, "closed_by_client": 1}:
         assert time.monotonic() < deadline, client.get("/_fake/stats").json()
         time.sleep(0.05)
+
+
+def poll_job(client, job_id, until=("completed", "failed"), timeout=10):
+    seen = []
+    deadline = time.monotonic() + timeout
+    while not seen or seen[-1]["status"] not in until:
+        assert time.monotonic() < deadline, seen[-1:]
+        seen.append(client.get(f"/api/v1/models/download/status/{job_id}").json())
+        time.sleep(0.1)
+    return seen
+
+
+def test_a_download_job_advances_then_adds_its_model(client):
+    client.post("/_fake/downloadable", json=[{"model": "google/gemma-3-1b", "size_bytes": 1000, "seconds": 0.6}])
+    started = client.post("/api/v1/models/download", json={"model": "google/gemma-3-1b"}).json()
+    assert started["status"] == "downloading" and started["total_size_bytes"] == 1000
+    assert started["job_id"].startswith("job_") and started["started_at"].endswith("Z")
+    seen = poll_job(client, started["job_id"])
+    done = [s["downloaded_bytes"] for s in seen]
+    assert done == sorted(done) and 0 < done[0] < 1000 and seen[-1]["status"] == "completed"
+    assert "completed_at" in seen[-1] and "bytes_per_second" in seen[0]
+    time.sleep(0.1)  # the job's timer, at the same moment
+    assert "google/gemma-3-1b" in [m["key"] for m in client.get("/api/v1/models").json()["models"]]
+    again = client.post("/api/v1/models/download", json={"model": "google/gemma-3-1b"}).json()
+    assert again == {"status": "already_downloaded"}
+
+
+def test_hugging_face_downloads_take_a_quantization_and_catalog_ids_do_not(client):
+    link = "https://huggingface.co/lmstudio-community/Qwen3-0.6B-GGUF"
+    started = client.post("/api/v1/models/download", json={"model": link, "quantization": "Q8_0"})
+    assert started.json()["status"] == "downloading"
+    wrong = client.post("/api/v1/models/download", json={"model": link, "quantization": "Q2_K"})
+    assert wrong.status_code == 404 and "Q4_K_M, Q8_0" in wrong.json()["error"]["message"]
+    refused = client.post("/api/v1/models/download", json={"model": "google/gemma-3-1b", "quantization": "Q8_0"})
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "quantization"
+
+
+def test_download_failures_unknown_models_and_jobs(client):
+    failing = client.post("/api/v1/models/download", json={"model": "broken/fails-halfway"}).json()
+    seen = poll_job(client, failing["job_id"])
+    assert seen[-1]["status"] == "failed" and seen[-1]["downloaded_bytes"] == 500_000_000
+    unknown = client.post("/api/v1/models/download", json={"model": "nobody/nothing"})
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "model_not_found"
+    gone = client.get("/api/v1/models/download/status/job_nope")
+    assert gone.status_code == 404 and gone.json()["error"]["code"] == "job_not_found"

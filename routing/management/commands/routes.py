@@ -1,5 +1,8 @@
-"""`manage.py routes show | export | import FILE`: the effective route table from the command line."""
+"""`manage.py routes show | export | import FILE | pull NAME`: the effective route table from the command
+line, and `ollama pull`'s download with a terminal progress bar."""
 from __future__ import annotations
+
+import asyncio
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
@@ -24,6 +27,9 @@ class Command(BaseCommand):
         imported.add_argument("--replace", action="store_true",
                               help="also delete admin aliases and endpoints the file does not name, "
                                    "and clear the admin defaults it does not set")
+        pull = sub.add_parser("pull", help="download a model into LM Studio as `ollama pull NAME` through "
+                                           "the proxy does, with a progress bar")
+        pull.add_argument("name", help="an alias, an LM Studio catalog id, or hf.co/user/repo:QUANTIZATION")
 
     def handle(self, *args, action, **options):
         registry = get_registry()
@@ -34,9 +40,10 @@ class Command(BaseCommand):
     def handle_show(self, registry, **options):
         table = registry.current_table()
         file_table = registry.file_table()
-        self.write_columns(("ALIAS", "MODEL", "SOURCE"), [
+        self.write_columns(("ALIAS", "MODEL", "SOURCE", "DOWNLOAD"), [
             (a.name + (" (pattern)" if a.is_pattern else "") + (" (hidden)" if a.hidden else ""),
-             a.model, source_of(a, file_table)) for a in table.aliases.values()])
+             a.model, source_of(a, file_table), a.download.text if a.download else "")
+            for a in table.aliases.values()])
         sources = defaults_sources(RouteDefaults.load().overrides())
         self.stdout.write("")
         self.write_columns(("DEFAULT", "VALUE", "SOURCE"), [
@@ -46,6 +53,15 @@ class Command(BaseCommand):
         self.write_columns(("ENDPOINT", "STATUS", "SOURCE"), [
             (f"{e.method} {e.path}", str(e.status), endpoint_source(e, file_table)) for e in table.endpoints])
         self.stdout.write(f"\n{len(table.aliases)} aliases, {len(table.endpoints)} declared endpoints")
+
+    def handle_pull(self, registry, name, **options):
+        from routing.errors import ProxyError
+        from routing.pull import pull_in_terminal
+
+        try:
+            asyncio.run(pull_in_terminal(name, self.stdout, getattr(self.stdout, "_out", self.stdout)))
+        except ProxyError as exc:
+            raise CommandError(exc.message) from None
 
     def write_columns(self, headings: tuple[str, ...], rows: list[tuple[str, ...]]):
         widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headings)]
