@@ -8,7 +8,7 @@ import ollama
 import openai
 import pytest
 
-from tests.conftest import db_query, start_proxy, stop
+from tests.conftest import admin_login, make_superuser, start_proxy, stop
 from tests.test_e2e_history import find_log
 
 pytestmark = pytest.mark.e2e
@@ -182,4 +182,40 @@ def test_manage_check_says_load_settings_apply_on_an_lmstudio_with_api_v1(server
     checked = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=server.env,
                              capture_output=True, text=True)
     assert checked.returncode == 0 and "routing.W002" not in checked.stdout + checked.stderr
-    assert db_query(server, "SELECT count(*) AS n FROM routing_alias")[0]["n"] == 0
+
+
+@pytest.mark.browser
+def test_the_admin_edits_load_settings_and_the_history_shows_the_load(server, fake, clients, page):
+    admin_login(page, server, *make_superuser(server))
+    page.goto(f"{server.url}/admin/routing/alias/add/")
+    page.fill("#id_name", "agent")
+    page.fill("#id_model", MODEL)
+    page.fill("#id_context_length", "0")
+    page.click("input[name=_save]")
+    assert "'context_length' must be a positive whole number" in \
+        page.locator(".field-context_length .errorlist").inner_text()
+    page.fill("#id_context_length", "32768")
+    page.select_option("#id_flash_attention", "true")
+    page.click("input[name=_save]")
+    page.wait_for_url(f"{server.url}/admin/routing/alias/")
+
+    ollama_client, _ = clients
+    ollama_client.chat(model="agent", messages=HI, stream=False)
+    assert loads(fake) == [{"model": MODEL, "context_length": 32768, "flash_attention": True,
+                            "echo_load_config": True}]
+    page.goto(f"{server.url}/admin/routing/alias/")
+    page.click("#result_list a:text('agent')")
+    page.fill("#id_context_length", "16384")
+    page.click("input[name=_save]")
+    page.wait_for_url(f"{server.url}/admin/routing/alias/")
+    request_id = httpx.post(f"{server.url}/api/chat", json={"model": "agent", "messages": HI,
+                                                            "stream": False}, timeout=30).headers["X-Request-Id"]
+    assert [load["context_length"] for load in loads(fake)] == [32768, 16384]
+    assert chat_models(fake)[-1] == f"{MODEL}:2"
+
+    find_log(server, request_id)
+    page.goto(f"{server.url}/history/{request_id}/")
+    shown = page.locator("dd.model-load").inner_text()
+    assert "caused by this request" in shown and "context_length: 16384" in shown
+    assert f"instance {MODEL}:2" in shown and "(the model load included)" in page.locator(
+        "dt:text('First token') + dd").inner_text()
