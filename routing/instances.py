@@ -86,9 +86,14 @@ class InstanceLoader:
         if task is None:
             task = asyncio.ensure_future(self._load(state, model, settings, key, who, ttl))
             self.inflight[key] = task
-            task.add_done_callback(lambda _, key=key: self.inflight.pop(key, None))
+            task.add_done_callback(lambda done, key=key: self._finished(key, done))
         instance_id, loaded = await asyncio.shield(task)  # a client that leaves does not stop the load
         return instance_id, loaded and {**loaded, "joined": joined}
+
+    def _finished(self, key: tuple, task: asyncio.Task):
+        self.inflight.pop(key, None)
+        if not task.cancelled():
+            task.exception()  # retrieved: a failed load whose requests all left is not "unhandled"
 
     async def _load(self, state: BackendState, model: str, settings: Mapping, key: tuple, who: str,
                     ttl: int | None) -> tuple[str | None, dict | None]:
@@ -166,9 +171,12 @@ class InstanceLoader:
         if record.timer is not None:
             record.timer.cancel()
         record.timer = None
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # released outside the server's loop (a test's teardown): nothing to time
+            return
         if record.ttl is None or record.ttl <= 0:
             return
-        loop = asyncio.get_running_loop()
         record.timer = loop.call_later(record.ttl, lambda: loop.create_task(self.expire(record, state)))
 
     async def expire(self, record: LoadedInstance, state: BackendState):
