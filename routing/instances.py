@@ -29,7 +29,7 @@ from typing import Any, Mapping
 
 from . import load_settings
 from .backends import BackendState, catalog_of, first_backend
-from .errors import EndpointMissing, ModelNotFound, UpstreamError, UpstreamTimeout
+from .errors import EndpointMissing, ModelNotFound, ModelNotLoaded, UpstreamError, UpstreamTimeout
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +98,6 @@ class InstanceLoader:
     async def _load(self, state: BackendState, model: str, settings: Mapping, key: tuple, who: str,
                     ttl: int | None) -> tuple[str | None, dict | None]:
         """Read LM Studio's list afresh and load an instance unless one now serves `settings`."""
-        from django.conf import settings as django_settings
-
         try:
             native = await self.native_entry(state, model)
         except EndpointMissing:
@@ -108,18 +106,11 @@ class InstanceLoader:
         chosen = load_settings.choose_instance(native, settings, self.by_key.get(key))
         if chosen is not None:
             return chosen, None
-        body = load_settings.load_request(model, settings)
         try:
-            answer = await state.upstream.json("POST", "/api/v1/models/load", body, model=model,
-                                               read_timeout=django_settings.MODEL_LOAD_TIMEOUT)
-        except UpstreamTimeout:
-            raise UpstreamTimeout(f"LM Studio did not finish loading '{model}' with {describe(settings)} "
-                                  f"within MODEL_LOAD_TIMEOUT ({django_settings.MODEL_LOAD_TIMEOUT:g} s)")
-        except (ModelNotFound, EndpointMissing):
-            raise
-        except UpstreamError as exc:
-            raise UpstreamError(f"LM Studio could not load '{model}' with {describe(settings)} for "
-                                f"'{who}': {exc.message.removeprefix('LM Studio: ')}") from None
+            answer = await self._post_load(state, model, settings, who)
+        except EndpointMissing:  # /api/v1 without its load: as an older LM Studio
+            self.warn_once(state, model)
+            return None, None
         finally:
             catalog_of(state).invalidate()
         instance_id = answer.get("instance_id") or answer.get("model_instance_id")
@@ -133,6 +124,25 @@ class InstanceLoader:
                  describe(settings), who)
         return instance_id, {"settings": dict(settings), "instance_id": instance_id,
                              "seconds": answer.get("load_time_seconds")}
+
+    @staticmethod
+    async def _post_load(state: BackendState, model: str, settings: Mapping, who: str) -> dict:
+        """LM Studio's answer to loading `model` with `settings`; its failures said in those terms."""
+        from django.conf import settings as django_settings
+
+        timeout = django_settings.MODEL_LOAD_TIMEOUT
+        try:
+            return await state.upstream.json("POST", "/api/v1/models/load",
+                                             load_settings.load_request(model, settings), model=model,
+                                             read_timeout=timeout)
+        except UpstreamTimeout:
+            raise UpstreamTimeout(f"LM Studio did not finish loading '{model}' with {describe(settings)} "
+                                  f"within MODEL_LOAD_TIMEOUT ({timeout:g} s)") from None
+        except (ModelNotFound, EndpointMissing):
+            raise
+        except (UpstreamError, ModelNotLoaded) as exc:
+            raise UpstreamError(f"LM Studio could not load '{model}' with {describe(settings)} for "
+                                f"'{who}': {exc.message.removeprefix('LM Studio: ')}") from None
 
     @staticmethod
     async def native_entry(state: BackendState, model: str) -> dict | None:
