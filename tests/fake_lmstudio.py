@@ -57,8 +57,8 @@ Control plane (``/_fake/...``, never recorded, not part of LM Studio):
   message). Unknown keys are a 400.
 * ``POST /_fake/models``: replace the catalogue (until reset) with a list of /api/v0-style objects
   (only ``id`` required; also display_name, params_string, size_bytes, reasoning).
-* ``GET /_fake/stats``: ``{"open_streams", "closed_by_client", "served"}`` (``served``: instance id ->
-  how many generation requests it served).
+* ``GET /_fake/stats``: ``{"open_streams", "closed_by_client"}``.
+* ``GET /_fake/served``: instance id -> how many generation requests it served (since the reset).
 """
 
 import argparse
@@ -274,6 +274,7 @@ class FakeLMStudio:
             r.add_post(f"{prefix}/embeddings", self.embeddings)
         r.add_get("/_fake/requests", self.fake_requests)
         r.add_get("/_fake/stats", self.fake_stats)
+        r.add_get("/_fake/served", self.fake_served)
         r.add_post("/_fake/reset", self.fake_reset)
         r.add_post("/_fake/script", self.fake_script)
         r.add_post("/_fake/models", self.fake_models)
@@ -286,8 +287,10 @@ class FakeLMStudio:
         return json_response(list(self.requests))
 
     async def fake_stats(self, request):
-        return json_response({"open_streams": self.open_streams, "closed_by_client": self.closed_by_client,
-                              "served": self.served})
+        return json_response({"open_streams": self.open_streams, "closed_by_client": self.closed_by_client})
+
+    async def fake_served(self, request):
+        return json_response(self.served)
 
     async def fake_reset(self, request):
         self.reset()

@@ -69,7 +69,7 @@ def test_twenty_concurrent_first_requests_cause_one_load_with_the_alias_settings
     assert loads(fake) == [{"model": MODEL, "context_length": 65536, "echo_load_config": True}]
     paths = [r["path"] for r in fake.requests()]
     assert paths.index("/api/v1/models/load") < paths.index("/v1/chat/completions")  # loaded before
-    assert chat_models(fake) == [MODEL] * 20 and fake.stats()["served"] == {MODEL: 20}
+    assert chat_models(fake) == [MODEL] * 20 and fake.served() == {MODEL: 20}
     # served from then on without another load
     ollama_client.chat(model="coder", messages=HI, stream=False)
     assert len(loads(fake)) == 1
