@@ -12,6 +12,7 @@ from django.utils.html import format_html
 from routing.backends import first_backend
 from routing.durations import format_duration
 from routing.errors import ProxyError
+from routing.load_settings import FIELDS as LOAD_FIELDS
 from routing.models import Alias, Backend, DeclaredEndpoint, RouteDefaults
 from routing.registry import defaults_sources, endpoint_source, get_registry, source_of
 from routing.routes import normalize_name
@@ -55,6 +56,10 @@ class AliasAdmin(admin.ModelAdmin):
                                                     "options"]}),
         ("LM Studio servers", {"fields": ["backends", "policy"]}),
         ("Download (ollama pull)", {"fields": ["download"]}),
+        ("How LM Studio loads the model", {"fields": list(LOAD_FIELDS), "description": (
+            "Set any of these and the proxy serves the alias from an instance loaded with exactly them "
+            "(LM Studio 0.4+), loading one before the first request; empty = routes.yaml's defaults, "
+            "else LM Studio loads the model on demand with its own settings.")}),
         ("History", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
     ]
 

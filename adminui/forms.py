@@ -7,6 +7,7 @@ from django import forms
 from django.utils.html import format_html, format_html_join
 
 from routing.durations import format_duration, parse_duration, ttl_seconds
+from routing.load_settings import FIELDS as LOAD_FIELDS
 from routing.models import Alias, RouteDefaults
 from routing.registry import get_registry
 
@@ -50,7 +51,7 @@ class AliasForm(forms.ModelForm):
     class Meta:
         model = Alias
         fields = ["name", "model", "enabled", "hidden", "description", "ttl", "temperature", "system",
-                  "system_mode", "options", "backends", "policy", "download"]
+                  "system_mode", "options", "backends", "policy", "download", *LOAD_FIELDS]
         widgets = {"model": ModelIdInput(attrs={"size": 60, "autocomplete": "off"}),
                    "system": forms.Textarea(attrs={"rows": 4, "cols": 80}),
                    "options": forms.Textarea(attrs={"rows": 3, "cols": 80})}

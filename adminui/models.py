@@ -24,6 +24,12 @@ class RequestLog(models.Model):
     error = models.TextField(blank=True)
     duration_ms = models.FloatField(help_text="Total time, arrival to last byte.")
     ttft_ms = models.FloatField(null=True, blank=True, help_text="Time to the first token.")
+    load_ms = models.FloatField(null=True, blank=True,
+                                help_text="Time spent waiting for LM Studio to load the model with the "
+                                          "alias's load settings (part of the time to the first token).")
+    load = models.TextField(blank=True, help_text="The model load it waited for (JSON): settings, backend, "
+                                                  "instance id, LM Studio's load time, whether another "
+                                                  "request started it.")
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
     tokens_per_second = models.FloatField(null=True, blank=True, help_text="Completion tokens over generation time.")

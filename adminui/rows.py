@@ -95,6 +95,7 @@ def exchange_to_row(exchange: Exchange, policy: LogPolicy) -> dict:
         "error": cap(exchange.error, policy.max_bytes, lambda kept: redact(kept, policy.secrets))[0],
         "duration_ms": exchange.duration_ms,
         "ttft_ms": exchange.ttft_ms,
+        **load_fields(exchange),
         "prompt_tokens": exchange.prompt_tokens,
         "completion_tokens": exchange.completion_tokens,
         "tokens_per_second": exchange.tokens_per_second,
@@ -102,3 +103,11 @@ def exchange_to_row(exchange: Exchange, policy: LogPolicy) -> dict:
         **{name: text for name, (text, _) in bodies.items()},
         "truncated": any(cut for _, cut in bodies.values()),
     }
+
+
+def load_fields(exchange: Exchange) -> dict:
+    """`load_ms` and `load` (JSON: everything but the time) for the model load a request waited for."""
+    if not exchange.load:
+        return {"load_ms": None, "load": ""}
+    load = {k: v for k, v in exchange.load.items() if k != "ms"}
+    return {"load_ms": exchange.load.get("ms"), "load": orjson.dumps(load).decode()}

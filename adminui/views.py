@@ -59,6 +59,7 @@ def detail(request: HttpRequest, request_id: str):
                 or conversation.conversation(request_body))
     return render(request, "adminui/detail.html", {
         "log": log,
+        "load": conversation.parse_json(log.load) if log.load else None,
         "messages": messages,
         "answer": conversation.answer(log.response_text, log.thinking, log.tool_calls),
         "curl": conversation.curl_command(request.build_absolute_uri("/"), log.endpoint, log.request_body),

@@ -181,7 +181,8 @@ async def open_on_backends(table, route, exchange, method: str, path: str, body:
         exchange.backend = state.name  # when every backend fails: the last one tried
         state.open_requests += 1
         try:
-            response = await state.upstream.open(method, path, body, model=model)
+            response = await state.upstream.open(method, path, exchange.body_for(state.name, body),
+                                                 model=model)
         except BaseException as exc:
             state.open_requests -= 1
             if not worth_another_backend(exc):

@@ -1,12 +1,14 @@
 """`manage.py check` (and so `runserver`) validates routes.yaml and refuses to start on a broken one;
-it also warns about rows of the admin's store that no longer validate against the effective table."""
+it also warns about rows of the admin's store that no longer validate against the effective table, and
+about load settings an LM Studio backend cannot apply (no /api/v1)."""
 from django.conf import settings
 from django.core.checks import Error, Warning, register
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError
 
+from . import load_settings
 from .registry import read_routes_file
-from .routes import RouteTableError
+from .routes import Route, RouteTableError
 
 
 @register()
@@ -50,3 +52,58 @@ def _label(row) -> str:
     if hasattr(row, "name"):
         return f"alias '{row.name}'"
     return f"endpoint {row.method} {row.path}" if hasattr(row, "path") else "defaults"
+
+
+@register()
+def check_load_settings(app_configs=None, **kwargs):
+    """Load settings need LM Studio 0.4's /api/v1: on a backend without it they do not apply (requests
+    are loaded by LM Studio's JIT default, with a warning in the log). Asked only when some alias or
+    the defaults have load settings."""
+    try:
+        return [Warning(problem, hint="Update LM Studio to 0.4 or later, or drop the load settings.",
+                        id="routing.W002") for problem in load_settings_problems()]
+    except RouteTableError:  # a broken routes.yaml is check_routes_file's error
+        return []
+
+
+def load_settings_problems() -> list[str]:
+    """For each backend serving aliases with load settings: whether they apply there."""
+    from .registry import read_admin_overrides
+
+    table = read_routes_file(settings.ROUTES_FILE)
+    try:
+        table = table.merged_with(read_admin_overrides())
+    except DatabaseError:  # not migrated yet: the file's aliases alone
+        pass
+    users: dict[str, list[str]] = {}
+    for alias in [*table.aliases.values(), None]:  # None: pass-through names, by the defaults
+        if load_settings.effective(alias, table.defaults)[0]:
+            route = Route("", "", alias)
+            for name in route.backends(table.defaults)[0]:
+                users.setdefault(name, []).append(alias.name if alias else "defaults")
+    return [problem for name, aliases in users.items()
+            if (problem := _native_api_problem(table, name, aliases))]
+
+
+def _native_api_problem(table, name: str, aliases: list[str]) -> str | None:
+    """Why the load settings of `aliases` do not apply on backend `name`, or None when they do."""
+    import httpx
+
+    from .backends import DEFAULT_BACKEND, default_backend
+    from .errors import EndpointMissing, ProxyError
+    from .upstream import check_response
+
+    backend = default_backend() if name == DEFAULT_BACKEND else table.backends.get(name)
+    if backend is None:
+        return None  # an unknown backend is the route table's error
+    what = f"load settings of {', '.join(repr(a) for a in aliases)} on backend '{name}' ({backend.url})"
+    headers = {"Authorization": f"Bearer {backend.api_key}"} if backend.api_key else {}
+    try:
+        check_response(httpx.get(f"{backend.url}/api/v1/models", headers=headers,
+                                 timeout=settings.READY_TIMEOUT))
+    except EndpointMissing:
+        return (f"{what}: not applicable, this LM Studio has no /api/v1 (LM Studio 0.4+); requests "
+                f"are loaded by its JIT default instead")
+    except (httpx.HTTPError, ProxyError) as exc:
+        return f"{what}: could not be checked, LM Studio did not answer /api/v1/models ({exc})"
+    return None

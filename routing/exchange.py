@@ -71,6 +71,9 @@ class Exchange:
     tool_calls: list = field(default_factory=list)
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    # The model load this request waited for (routing.instances): settings, instance, time
+    load: dict | None = None
+    instance: tuple | None = None  # (backend, instance id, model id) the request is aimed at
     _releases: list = field(default_factory=list, repr=False)
 
     def on_release(self, callback: Callable[[], None]):
@@ -81,6 +84,13 @@ class Exchange:
         releases, self._releases = self._releases, []
         for callback in releases:
             callback()
+
+    def body_for(self, backend: str, body: dict) -> dict:
+        """The upstream body for one backend: an instance id chosen on another backend means nothing
+        here, so a request that falls back goes with the plain model id."""
+        if self.instance is None or self.instance[0] == backend:
+            return body
+        return {**body, "model": self.instance[2]}
 
     def fail(self, status: int, message: str, outcome: str = FAILED):
         self.status, self.error, self.outcome = status, message, outcome

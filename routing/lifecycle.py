@@ -15,6 +15,17 @@ from .model_info import capabilities, is_loaded
 from .upstream import Upstream, get_upstream
 
 
+def forget_unloaded(upstream: Upstream, instance_ids: list[str]):
+    """The proxy no longer keeps a TTL for instances unloaded on purpose."""
+    from .backends import get_pool
+    from .instances import get_loader
+
+    for state in get_pool().states.values():
+        if state.upstream is upstream:
+            for instance_id in instance_ids:
+                get_loader().forget(state.name, instance_id)
+
+
 async def backend_for(table, route, requested: str) -> tuple[BackendState, ModelCatalog]:
     """Where a load or unload of `route` goes (the backend a request for it would try first) and that
     backend's model list; ModelNotFound for a pass-through name LM Studio does not have."""
@@ -77,5 +88,6 @@ async def unload(model_id: str, upstream: Upstream | None = None,
                  for inst in entry.get("loaded_instances") or () if isinstance(inst, dict) and "id" in inst]
     for instance_id in instances:
         await upstream.json("POST", "/api/v1/models/unload", {"instance_id": instance_id})
+    forget_unloaded(upstream, instances)
     catalog.invalidate()
     return instances

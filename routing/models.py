@@ -15,6 +15,7 @@ from django.db import models
 
 from . import routes
 from .backends import DEFAULT_BACKEND, Backend as BackendConfig
+from .load_settings import FIELDS as LOAD_FIELDS
 
 SYSTEM_MODE_CHOICES = [(mode, mode) for mode in routes.SYSTEM_MODES]
 POLICY_CHOICES = [(policy, policy) for policy in routes.POLICIES]
@@ -72,6 +73,22 @@ class Alias(StoredRow):
                   "(hf.co/user/repo:Q4_K_M); empty = the model id, tried as a catalog id.")
     enabled = models.BooleanField(default=True, help_text="Disabled aliases are not served; a disabled "
                                   "override lets routes.yaml's alias of the same name serve again.")
+    # How LM Studio loads the model (routing.load_settings); empty: routes.yaml's defaults, else JIT.
+    context_length = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Tokens of context the model is loaded with (e.g. 65536); the "
+                                         "proxy loads an instance with it before the first request.")
+    eval_batch_size = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Input tokens processed together (llama.cpp models).")
+    num_experts = models.PositiveIntegerField(null=True, blank=True,
+                                              help_text="Experts used by a mixture-of-experts model.")
+    flash_attention = models.BooleanField(null=True, blank=True,
+                                          help_text="Load with flash attention (llama.cpp models).")
+    offload_kv_cache_to_gpu = models.BooleanField(
+        null=True, blank=True, help_text="Keep the KV cache in GPU memory (llama.cpp models).")
+    num_ctx_max = models.PositiveIntegerField(
+        null=True, blank=True, verbose_name="num_ctx maximum",
+        help_text="Honour an Ollama client's options.num_ctx up to this many tokens (an instance is "
+                  "loaded with it); empty = num_ctx is ignored.")
 
     class Meta:
         ordering = ["name"]
@@ -147,7 +164,8 @@ class Alias(StoredRow):
     def _fields_data(self) -> dict:
         return {"temperature": self.temperature, "system": self.system or None,
                 "system_mode": self.system_mode, "options": self.options, "hidden": self.hidden,
-                "backends": self.backend_names, "policy": self.policy, "download": self.download.strip()}
+                "backends": self.backend_names, "policy": self.policy, "download": self.download.strip(),
+                **{key: getattr(self, key) for key in LOAD_FIELDS}}
 
     def to_route_alias(self) -> routes.Alias:
         """The frozen `routing.routes.Alias` the route table uses."""
@@ -163,6 +181,8 @@ class Alias(StoredRow):
         self.hidden = getattr(alias, "hidden", False)  # a table alias without `hidden` is listed
         self.backends, self.policy = ", ".join(alias.backends), alias.policy
         self.download = alias.download.text if getattr(alias, "download", None) else ""
+        for key in LOAD_FIELDS:
+            setattr(self, key, getattr(alias, key, None))
 
 
 EXPOSE_CHOICES = [(mode, mode) for mode in routes.EXPOSE_MODES]

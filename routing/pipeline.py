@@ -13,7 +13,7 @@ import orjson
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
-from . import lifecycle
+from . import instances, lifecycle
 from .backends import models_everywhere, open_on_backends
 from .dialects.base import Dialect, Translator, require_model, strict_bool
 from .dialects.ollama import lifecycle_answer
@@ -143,6 +143,7 @@ async def _proxy(request: HttpRequest, endpoint: Endpoint, exchange: Exchange) -
     exchange.stream, exchange.ttl = stream, upstream_body.get("ttl")
     exchange.upstream_body = upstream_body
     path = endpoint.target(upstream_body)
+    upstream_body = await instances.apply(table, route, upstream_body, exchange)
     upstream, response = await open_on_backends(table, route, exchange, "POST", path, upstream_body,
                                                  model=requested)
     if endpoint.answer is not None:
@@ -201,7 +202,8 @@ async def _lifecycle(action: str, table: RouteTable, route: Route, requested: st
         # the alias's model and TTL; its options (num_predict...) must not lengthen the minimal request
         body = apply_route(body, route, table.defaults, ttl, ttl_sent, sampling=False)
         exchange.upstream_body, exchange.ttl = body, body.get("ttl")
-        loaded = await lifecycle.load(path, body, requested, upstream, catalog)
+        loaded = await instances.warm_up(table, route, exchange) or await lifecycle.load(
+            path, body, requested, upstream, catalog)
         exchange.response_text = "loaded" if loaded else "already loaded"
     exchange.timing.stop()
     return json_response(lifecycle_answer(requested, endpoint.kind, action), request_id=exchange.id)

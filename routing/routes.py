@@ -16,6 +16,7 @@ from .table import (GLOB_CHARS, Alias, DeclaredEndpoint, Defaults, Route, RouteT
 from .backends import DEFAULT_BACKEND, POLICIES, Backend
 from .downloads import download_field
 from .durations import parse_duration, ttl_seconds
+from .load_settings import FIELDS as LOAD_FIELDS, load_fields
 
 SYSTEM_MODES = ("prepend", "replace", "default")
 EXPOSE_MODES = ("all", "aliases", "none")
@@ -36,8 +37,8 @@ OLLAMA_OPTIONS = frozenset(
 )
 
 _ALIAS_KEYS = {"model", "ttl", "temperature", "system", "system_mode", "options", "hidden", "backend",
-               "backends", "policy", "download"}
-_DEFAULT_KEYS = {"ttl", "passthrough", "fallback", "expose", "backends", "policy"}
+               "backends", "policy", "download", *LOAD_FIELDS}
+_DEFAULT_KEYS = {"ttl", "passthrough", "fallback", "expose", "backends", "policy", *LOAD_FIELDS}
 _TOP_KEYS = {"defaults", "aliases", "endpoints", "backends"}
 _BACKEND_KEYS = {"url", "api_key"}
 _ENDPOINT_KEYS = {"method", "path", "status", "json"}
@@ -278,7 +279,7 @@ def alias_fields(data: Mapping, source: str, lines: Mapping[str, int], what: str
         fail(f"unknown option(s) {', '.join(map(str, unknown))} in 'options'", "options")
     return {"temperature": temperature, "system": system, "system_mode": system_mode,
             "options": MappingProxyType(_plain(dict(options))), "hidden": hidden,
-            **backend_choice(data, fail), **download_field(data, fail)}
+            **backend_choice(data, fail), **download_field(data, fail), **load_fields(data, fail)}
 
 
 def backend_choice(data: Mapping, fail) -> dict:
@@ -344,7 +345,7 @@ def defaults_fields(data: Mapping, source: str, lines: Mapping[str, int]) -> dic
         fail("'fallback' must be an alias name", "fallback")
     out = {"passthrough": passthrough, "expose": expose,
            "fallback": normalize_name(fallback) if fallback else None}
-    return {**out, **backend_choice(data, fail)}
+    return {**out, **backend_choice(data, fail), **load_fields(data, fail)}
 
 
 def check_fallback(fallback: str, aliases: Mapping[str, Alias], scope: str, source: str,

@@ -35,6 +35,13 @@ class Alias:
     backends: tuple[str, ...] = ()  # LM Studio servers, in order (empty: defaults.backends)
     policy: str = "fallback"         # fallback | least-busy (see routing.backends)
     download: Download | None = None  # where `ollama pull` gets its model (routing.pull)
+    # How its model is loaded (routing.load_settings; None: the defaults', else LM Studio's JIT)
+    context_length: int | None = None
+    eval_batch_size: int | None = None
+    num_experts: int | None = None
+    flash_attention: bool | None = None
+    offload_kv_cache_to_gpu: bool | None = None
+    num_ctx_max: int | None = None   # a client's num_ctx is honoured up to this (None: ignored)
     source: str = "file"
 
     @property
@@ -56,6 +63,13 @@ class Defaults:
     expose: str = "all"              # what model lists show: all | aliases | none
     backends: tuple[str, ...] = ()   # for aliases without their own and pass-through names (empty: default)
     policy: str = "fallback"
+    # Load settings for aliases without their own, and pass-through names (routing.load_settings)
+    context_length: int | None = None
+    eval_batch_size: int | None = None
+    num_experts: int | None = None
+    flash_attention: bool | None = None
+    offload_kv_cache_to_gpu: bool | None = None
+    num_ctx_max: int | None = None
 
 
 @dataclass(frozen=True)

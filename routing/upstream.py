@@ -76,14 +76,17 @@ class Upstream:
                                       f"{exc or type(exc).__name__}") from exc
 
     async def open(self, method: str, path: str, body: dict | None = None, *,
-                   model: str = "") -> httpx.Response:
+                   model: str = "", read_timeout: float | None = None) -> httpx.Response:
         """Send a request and return the response with its status already checked (body unread).
 
-        `model` names the model for a not-found error. The caller must close the response.
+        `model` names the model for a not-found error; `read_timeout` replaces UPSTREAM_READ_TIMEOUT
+        for a request known to take longer (a model load). The caller must close the response.
         """
         content = orjson.dumps(body) if body is not None else None
+        timeout = None if read_timeout is None else httpx.Timeout(
+            read_timeout, connect=self.timeout.connect, pool=self.timeout.pool)
         async with self.mapped_errors():
-            response = await self.send(self.build_request(method, path, content))
+            response = await self.send(self.build_request(method, path, content, timeout))
             try:
                 if response.status_code >= 400 or "json" in response.headers.get("content-type", ""):
                     await response.aread()
@@ -104,9 +107,11 @@ class Upstream:
                 await response.aclose()
         check_response(response)
 
-    async def json(self, method: str, path: str, body: dict | None = None, *, model: str = "") -> dict:
+    async def json(self, method: str, path: str, body: dict | None = None, *, model: str = "",
+                   read_timeout: float | None = None) -> dict:
         """A whole JSON response, status checked."""
-        return await self.read_json(await self.open(method, path, body, model=model), path)
+        response = await self.open(method, path, body, model=model, read_timeout=read_timeout)
+        return await self.read_json(response, path)
 
     async def read_json(self, response: httpx.Response, path: str) -> dict:
         """The whole JSON body of a response from `open` (closed afterwards)."""

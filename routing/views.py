@@ -11,7 +11,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from . import alias_api, embeddings, model_info
+from . import alias_api, embeddings, instances, model_info
 from .backends import models_by_backend, models_everywhere
 from .dialects import anthropic, ollama, openai_chat, responses
 from .dialects.base import require_model
@@ -107,7 +107,8 @@ async def tags(request: HttpRequest):
 async def show(request: HttpRequest):
     requested = require_model(parse_body(request))
     route, lm = await known_model(requested)
-    return json_response(model_info.show(requested, route.model, route.alias, lm))
+    defaults = (await get_registry().table()).defaults
+    return json_response(model_info.show(requested, route.model, route.alias, lm, defaults))
 
 
 @api_view(["POST"])
@@ -160,7 +161,8 @@ async def ps(request: HttpRequest):
         by_backend = {}
     now = datetime.now(timezone.utc)
     return json_response({"models": [{**entry, "backend": name} for name, lm_models in by_backend.items()
-                                     for entry in model_info.running(table, lm_models, now)["models"]]})
+                                     for entry in model_info.running(table, lm_models, now,
+                                                                     instances.get_loader().records(name))["models"]]})
 
 
 @api_view(["GET"], "openai")

@@ -35,6 +35,9 @@ UPSTREAM_READ_TIMEOUT = env.float("UPSTREAM_READ_TIMEOUT", default=300.0)
 # Seconds /ready waits for LM Studio before it answers 503.
 READY_TIMEOUT = env.float("READY_TIMEOUT", default=2.0)
 UPSTREAM_MAX_CONNECTIONS = env.int("UPSTREAM_MAX_CONNECTIONS", default=256)
+# Seconds LM Studio may take to load a model with an alias's load settings (/api/v1/models/load):
+# a large model with a long context takes minutes, and the request waits for it.
+MODEL_LOAD_TIMEOUT = env.float("MODEL_LOAD_TIMEOUT", default=900.0)
 # Seconds a backend that failed (unreachable, or a 5xx before streaming) is passed over before the
 # next request tries it again (routes.yaml `backends:`).
 BACKEND_COOL_OFF = env.float("BACKEND_COOL_OFF", default=10.0)

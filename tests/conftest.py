@@ -155,6 +155,10 @@ class FakeLMStudio:
     def stats(self) -> dict:
         return httpx.get(f"{self.url}/_fake/stats").json()
 
+    def served(self) -> dict:
+        """Instance id -> generation requests it served."""
+        return httpx.get(f"{self.url}/_fake/served").json()
+
 
 def start_fake_lmstudio(port: int = 0) -> FakeLMStudio:
     proc = subprocess.Popen([PY, str(ROOT / "tests" / "fake_lmstudio.py"), "--host", "127.0.0.1",

@@ -8,6 +8,15 @@ LM Studio behaviour it imitates (see shared/reference/lmstudio-api.md):
 
 * ``GET /v1/models``, ``/api/v0/models[/{id}]`` (ids may contain ``/``), ``/api/v1/models``, and
   ``POST /api/v1/models/load|unload``.
+* Instances: a model may be loaded several times, each instance with an id (the model id, then
+  ``id:2``, ``id:3``...) and a ``config`` (``context_length``, and for LLMs ``eval_batch_size``,
+  ``flash_attention``, ``offload_kv_cache_to_gpu``), listed as ``loaded_instances`` by
+  ``/api/v1/models``; /api/v0 shows a model ``loaded`` with its first instance's context.
+  ``POST /api/v1/models/load`` loads one more instance with the settings it is given (``context_length``,
+  ``eval_batch_size``, ``num_experts``, ``flash_attention``, ``offload_kv_cache_to_gpu``; any other key
+  is a 400) and answers ``instance_id``, ``load_time_seconds``, ``status`` and, with
+  ``echo_load_config``, ``load_config``. A generation request may name a loaded instance's id as its
+  ``model``: that instance serves it (a model id: its first instance, JIT-loading one if none).
 * ``POST /v1|/api/v0`` ``chat/completions``, ``completions``, ``embeddings``. SSE streams: the first
   chat chunk carries ``role`` and the first token; a final chunk has an empty delta and the
   ``finish_reason`` (stop, length, tool_calls); with ``stream_options.include_usage`` a chunk with
@@ -43,10 +52,13 @@ Control plane (``/_fake/...``, never recorded, not part of LM Studio):
   str; ``tokens`` int (emit "tok0", " tok1", ...); ``delay``, ``first_token_delay`` seconds
   (non-streamed answers wait the same total); ``cut_after`` int (close the connection after N
   content tokens, no [DONE]); ``status`` int + ``error`` str (answer with that status and
-  ``{"error": {"message": error}}``); ``jit`` bool (default true). Unknown keys are a 400.
+  ``{"error": {"message": error}}``); ``jit`` bool (default true); ``load_delay`` seconds (each
+  ``/api/v1/models/load`` takes that long) and ``load_error`` str (loads fail with a 500 and that
+  message). Unknown keys are a 400.
 * ``POST /_fake/models``: replace the catalogue (until reset) with a list of /api/v0-style objects
   (only ``id`` required; also display_name, params_string, size_bytes, reasoning).
 * ``GET /_fake/stats``: ``{"open_streams", "closed_by_client"}``.
+* ``GET /_fake/served``: instance id -> how many generation requests it served (since the reset).
 
 Downloads (LM Studio 0.4's ``/api/v1/models/download``), in one block below:
 
@@ -87,11 +99,16 @@ REASONING_TEXT = "Let me think."
 TOOL_ARGS = '{"city": "Paris"}'
 TOOL_CALL_ID = "call_abc123"
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
-EXTRA_KEYS = ("display_name", "params_string", "size_bytes", "reasoning")
+EXTRA_KEYS = ("display_name", "params_string", "size_bytes", "reasoning", "instances")
 STOP_REASONS = {"stop": "eosFound", "length": "maxPredictedTokensReached", "tool_calls": "toolCalls"}
 NUMBER = (int, float)
 SCRIPT_KEYS = {"reply": str, "tokens": int, "delay": NUMBER, "first_token_delay": NUMBER,
-               "cut_after": int, "status": int, "error": str, "jit": bool}
+               "cut_after": int, "status": int, "error": str, "jit": bool, "load_delay": NUMBER,
+               "load_error": str}
+# What POST /api/v1/models/load accepts besides `model` (anything else is a 400, as a strict server
+# would answer); all but echo_load_config end up in the instance's config.
+LOAD_KEYS = {"context_length": int, "eval_batch_size": int, "num_experts": int, "flash_attention": bool,
+             "offload_kv_cache_to_gpu": bool, "echo_load_config": bool}
 
 
 # ---------------------------------------------------------------- catalogue
@@ -115,7 +132,7 @@ def new_model(id, type="llm", arch="llama", compatibility_type="gguf", quantizat
              "compatibility_type": compatibility_type, "quantization": quantization, "state": "not-loaded",
              "max_context_length": max_context_length, "capabilities": list(capabilities),
              "display_name": id, "params_string": params_string, "size_bytes": size_bytes,
-             "reasoning": "thinking" in id, **extra}
+             "reasoning": "thinking" in id, **extra, "instances": []}
     if model["state"] == "loaded":
         set_loaded(model, model.get("loaded_context_length"))
     return model
@@ -127,14 +144,31 @@ def default_catalogue():
     return models
 
 
-def set_loaded(model, context_length=None):
-    model["state"] = "loaded"
-    model["loaded_context_length"] = context_length or min(DEFAULT_CONTEXT, model["max_context_length"])
+def set_loaded(model, context_length=None, **settings):
+    """Load one more instance of `model`; returns its id (the model id, then `id:2`, `id:3`...)."""
+    taken = {i["id"] for i in model["instances"]}
+    names = itertools.chain([model["id"]], (f"{model['id']}:{k}" for k in itertools.count(2)))
+    instance_id = next(n for n in names if n not in taken)
+    config = {"context_length": context_length or min(DEFAULT_CONTEXT, model["max_context_length"])}
+    if model["type"] != "embeddings":
+        config.update(eval_batch_size=512, flash_attention=False, offload_kv_cache_to_gpu=True)
+    model["instances"].append({"id": instance_id, "config": {**config, **settings}})
+    sync_state(model)
+    return instance_id
 
 
-def set_unloaded(model):
-    model["state"] = "not-loaded"
+def set_unloaded(model, instance_id=None):
+    """Unload one instance (or all)."""
+    model["instances"] = [i for i in model["instances"] if instance_id not in (None, i["id"])]
+    sync_state(model)
+
+
+def sync_state(model):
+    """/api/v0's view: loaded while any instance is, with the first instance's context."""
+    model["state"] = "loaded" if model["instances"] else "not-loaded"
     model.pop("loaded_context_length", None)
+    if model["instances"]:
+        model["loaded_context_length"] = model["instances"][0]["config"]["context_length"]
 
 
 def v0_model(model):
@@ -144,8 +178,6 @@ def v0_model(model):
 def v1_model(model):
     quant = model["quantization"]
     bits = re.search(r"\d+", quant)
-    loaded = model["state"] == "loaded"
-    instances = [{"id": model["id"], "config": {"context_length": model.get("loaded_context_length")}}]
     return {
         "type": "embedding" if model["type"] == "embeddings" else "llm",
         "key": model["id"], "display_name": model["display_name"], "architecture": model["arch"],
@@ -155,7 +187,7 @@ def v1_model(model):
         "capabilities": {"vision": model["type"] == "vlm",
                          "trained_for_tool_use": "tool_use" in model["capabilities"],
                          "reasoning": bool(model["reasoning"])},
-        "loaded_instances": instances if loaded else [],
+        "loaded_instances": [dict(i) for i in model["instances"]],
     }
 
 
@@ -224,6 +256,7 @@ class FakeLMStudio:
         self.requests = deque(maxlen=MAX_RECORDED)
         self.open_streams = 0
         self.closed_by_client = 0
+        self.served = {}  # instance id -> generation requests it served
         self.ids = itertools.count(1)
         self.downloads = Downloads(self)
         self.reset()
@@ -234,6 +267,7 @@ class FakeLMStudio:
         self.models = default_catalogue()
         self.closed_by_client = 0
         self.downloads.reset()
+        self.served = {}
 
     def app(self):
         @web.middleware
@@ -259,6 +293,7 @@ class FakeLMStudio:
             r.add_post(f"{prefix}/embeddings", self.embeddings)
         r.add_get("/_fake/requests", self.fake_requests)
         r.add_get("/_fake/stats", self.fake_stats)
+        r.add_get("/_fake/served", self.fake_served)
         r.add_post("/_fake/reset", self.fake_reset)
         r.add_post("/_fake/script", self.fake_script)
         r.add_post("/_fake/models", self.fake_models)
@@ -273,6 +308,9 @@ class FakeLMStudio:
 
     async def fake_stats(self, request):
         return json_response({"open_streams": self.open_streams, "closed_by_client": self.closed_by_client})
+
+    async def fake_served(self, request):
+        return json_response(self.served)
 
     async def fake_reset(self, request):
         self.reset()
@@ -319,20 +357,43 @@ class FakeLMStudio:
         model = self.models.get(body.get("model"))
         if model is None:
             return model_not_found(body.get("model"))
-        set_loaded(model, body.get("context_length"))
-        return json_response({"type": v1_model(model)["type"], "instance_id": model["id"],
-                              "load_time_seconds": 0.01, "status": "loaded"})
+        bad = [k for k, v in body.items() if k != "model" and (k not in LOAD_KEYS or not isinstance(v, LOAD_KEYS[k]))]
+        if bad:
+            return error(400, f"Unrecognized or invalid key(s) in load request: {', '.join(bad)}")
+        started = time.monotonic()
+        await asyncio.sleep(self.script.get("load_delay", 0))
+        if self.script.get("load_error"):
+            return error(500, self.script["load_error"])
+        settings = {k: v for k, v in body.items() if k in LOAD_KEYS and k != "echo_load_config"}
+        instance_id = set_loaded(model, **settings)
+        answer = {"type": v1_model(model)["type"], "instance_id": instance_id,
+                  "load_time_seconds": round(time.monotonic() - started, 3), "status": "loaded"}
+        if body.get("echo_load_config"):
+            answer["load_config"] = next(i["config"] for i in model["instances"] if i["id"] == instance_id)
+        return json_response(answer)
 
     async def unload(self, request):
         body, err = await json_body(request)
         if err:
             return err
         instance_id = body.get("instance_id")
-        model = self.models.get(instance_id)
-        if model is None or model["state"] != "loaded":
+        model, _ = self.find(instance_id)
+        if model is None or instance_id not in {i["id"] for i in model["instances"]}:
             return model_not_found(instance_id, f"No loaded model instance '{instance_id}'")
-        set_unloaded(model)
+        set_unloaded(model, instance_id)
         return json_response({"instance_id": instance_id})
+
+    def find(self, name):
+        """(model, loaded instance id or None) for a model id or a loaded instance's id."""
+        if not isinstance(name, str):
+            return None, None
+        if name in self.models:
+            model = self.models[name]
+            return model, model["instances"][0]["id"] if model["instances"] else None
+        for model in self.models.values():
+            if any(i["id"] == name for i in model["instances"]):
+                return model, name
+        return None, None
 
     async def unexpected(self, request):
         return json_response({"error": f"Unexpected endpoint or method. ({request.method} {request.path})"})
@@ -345,18 +406,19 @@ class FakeLMStudio:
             return json_response({"error": {"message": self.script.get("error", "scripted error")}},
                                  self.script["status"])
         model_id = body.get("model")
-        model = self.models.get(model_id) if isinstance(model_id, str) else None
+        model, instance_id = self.find(model_id)
         if model is None:
             return model_not_found(model_id, f'Model "{model_id}" not found. '
                                              "Please load it first or enable JIT.")
         if (model["type"] == "embeddings") != embeddings:
             kind = "an embedding model" if embeddings else "a text generation model"
             return error(400, f'Model "{model_id}" is not {kind}', param="model")
-        if model["state"] != "loaded":
+        if instance_id is None:
             if not self.script.get("jit", True):
                 return error(400, f'Model "{model_id}" is not loaded. '
                                   "Please load it with lms load or enable JIT.", param="model")
-            set_loaded(model)
+            instance_id = set_loaded(model)
+        self.served[instance_id] = self.served.get(instance_id, 0) + 1
         return None
 
     def reply_tokens(self, default_text, body):
@@ -375,7 +437,7 @@ class FakeLMStudio:
         last = messages[-1] if messages else {}
         user = next((text_of(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
         prompt_tokens = sum(len(text_of(m.get("content")).split()) for m in messages)
-        model = self.models[body["model"]]
+        model, _ = self.find(body["model"])
         reasoning = tokenize(REASONING_TEXT) if model["reasoning"] else []
         tools = body.get("tools") or []
         if tools and last.get("role") != "tool" and re.search(r"\bweather\b", user, re.I):
@@ -399,7 +461,7 @@ class FakeLMStudio:
     def v0_extras(self, request, model_id):
         if not request.path.startswith("/api/v0/"):
             return {}
-        m = self.models[model_id]
+        m, _ = self.find(model_id)
         info = {"arch": m["arch"], "quant": m["quantization"], "format": m["compatibility_type"],
                 "context_length": m.get("loaded_context_length")}
         runtime = {"name": "llama.cpp-linux-x86_64", "version": "1.0.0", "supported_formats": ["gguf"]}

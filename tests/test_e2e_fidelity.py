@@ -213,7 +213,8 @@ def test_show_reports_details_parameters_and_capabilities(ollama_client, fake):
     coder = ollama_client.show("coder")
     assert (coder.details.format, coder.details.family, coder.details.quantization_level,
             coder.details.parameter_size) == ("gguf", "qwen2", "Q4_K_M", "7B")
-    assert coder.parameters.splitlines() == ["num_ctx 8192", "temperature 0.2", "top_p 0.9"]
+    assert coder.parameters.splitlines() == ["num_ctx 8192", 'num_ctx_policy "ignored"', "temperature 0.2",
+                                             "top_p 0.9"]
     assert coder.capabilities == ["completion", "tools"]
     assert ollama_client.show("vision").capabilities == ["completion", "vision"]
     assert ollama_client.show("thinker").capabilities == ["completion", "tools", "thinking"]

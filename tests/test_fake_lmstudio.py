@@ -248,3 +248,33 @@ def test_download_failures_unknown_models_and_jobs(client):
     assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "model_not_found"
     gone = client.get("/api/v1/models/download/status/job_nope")
     assert gone.status_code == 404 and gone.json()["error"]["code"] == "job_not_found"
+
+
+def test_loads_make_instances_with_their_settings_and_requests_may_name_one(client):
+    model = "llama-3.2-1b-instruct"
+    first = client.post("/api/v1/models/load", json={"model": model, "context_length": 65536,
+                                                     "echo_load_config": True}).json()
+    second = client.post("/api/v1/models/load", json={"model": model, "context_length": 8192,
+                                                      "flash_attention": True}).json()
+    assert (first["instance_id"], second["instance_id"]) == (model, f"{model}:2")
+    assert first["load_config"]["context_length"] == 65536 and "load_config" not in second
+    listed = next(m for m in client.get("/api/v1/models").json()["models"] if m["key"] == model)
+    assert [(i["id"], i["config"]["context_length"], i["config"]["flash_attention"])
+            for i in listed["loaded_instances"]] == [(model, 65536, False), (f"{model}:2", 8192, True)]
+    reply = client.post("/v1/chat/completions", json=chat_body(model=f"{model}:2")).json()
+    assert reply["model"] == f"{model}:2" and client.get("/_fake/served").json() == {f"{model}:2": 1}
+    client.post("/api/v1/models/unload", json={"instance_id": model}).raise_for_status()
+    listed = next(m for m in client.get("/api/v1/models").json()["models"] if m["key"] == model)
+    assert [i["id"] for i in listed["loaded_instances"]] == [f"{model}:2"]
+
+
+def test_a_load_refuses_unknown_keys_and_follows_the_script(client):
+    refused = client.post("/api/v1/models/load", json={"model": CHAT_MODEL, "ttl": 60})
+    assert refused.status_code == 400 and "ttl" in refused.json()["error"]["message"]
+    client.post("/_fake/script", json={"load_error": "not enough memory", "load_delay": 0.2})
+    started = time.monotonic()
+    failed = client.post("/api/v1/models/load", json={"model": CHAT_MODEL})
+    assert time.monotonic() - started >= 0.2
+    assert failed.status_code == 500 and failed.json()["error"]["message"] == "not enough memory"
+    assert [r["json"] for r in client.get("/_fake/requests").json()
+            if r["path"] == "/api/v1/models/load"] == [{"model": CHAT_MODEL, "ttl": 60}, {"model": CHAT_MODEL}]

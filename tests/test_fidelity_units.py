@@ -199,7 +199,8 @@ def test_ps_lists_aliases_and_models_that_are_loaded_with_an_expiry():
     assert [e["model"] for e in entries] == ["a:latest", "q:latest"]
     assert datetime.fromisoformat(entries[0]["expires_at"]) == datetime(2026, 1, 1, 0, 1, tzinfo=timezone.utc)
     assert datetime.fromisoformat(entries[1]["expires_at"]).minute == 10
-    assert entries[0]["size_vram"] == 123 and entries[0]["context_length"] == 8192
+    # the context of the instance that serves the alias (/api/v1's config), not /api/v0's summary
+    assert entries[0]["size_vram"] == 123 and entries[0]["context_length"] == 4096
     assert model_info.running(RouteTable(), {}, now) == {"models": []}
 
 
