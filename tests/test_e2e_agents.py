@@ -9,6 +9,7 @@ import os
 import subprocess
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.conftest import ROOT
@@ -109,3 +110,29 @@ def test_codex_oss_finds_pulls_and_answers_through_an_alias(proxy_server, fake, 
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"{REPLY} say hi" in result.stdout
     assert upstream_models(fake) == ["qwen2.5-7b-instruct"]
+
+
+def test_claude_codes_first_request_lands_on_a_64k_instance(fake_lmstudio, tmp_path):
+    """routes.yaml `context_length: 65536` (issue 15's "done when"): Claude Code's first request loads
+    an instance with that context before it is served, and /api/ps and the history say so."""
+    from tests.conftest import start_proxy, stop
+
+    model = "llama-3.2-1b-instruct"
+    fake_lmstudio.reset()
+    server = start_proxy(tmp_path / "proxy", fake_lmstudio.url, MODEL_LIST_TTL=0,
+                         routes=f"aliases:\n  coder: {{model: {model}, context_length: 65536}}\n")
+    try:
+        result = claude(server, tmp_path / "home", "say hi")
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert f"Hello from {model}!" in result.stdout
+        loads = [r["json"] for r in fake_lmstudio.requests("/api/v1/models/load")]
+        assert [load["context_length"] for load in loads] == [65536]
+        paths = [r["path"] for r in fake_lmstudio.requests()]
+        assert paths.index("/api/v1/models/load") < paths.index("/v1/chat/completions")
+        [running] = [m for m in httpx.get(f"{server.url}/api/ps").json()["models"] if m["model"].startswith(model)]
+        assert running["context_length"] == 65536 and running["loaded_by"] == "coder"
+        row = last_row(server, "/v1/messages")
+        assert row["api"] == "anthropic" and "65536" in row["load"] and row["load_ms"] is not None
+    finally:
+        stop(server.proc)
+        fake_lmstudio.reset()
