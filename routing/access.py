@@ -21,7 +21,7 @@ from typing import Mapping
 
 from asgiref.sync import markcoroutinefunction
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.http import HttpRequest, HttpResponse
 
 from . import hosts
 from .errors import BadRequest, Forbidden, PayloadTooLarge, ProxyError, Unauthorized, dialect_of, error_body
@@ -107,7 +107,7 @@ def head_refusal(path: str, headers: Mapping[str, str], host: str) -> ProxyError
 def refusal_response(path: str, problem: ProxyError) -> HttpResponse:
     """The answer to a refused request: JSON in the dialect's shape on API paths, plain elsewhere."""
     if not (is_api_path(path) or path in PUBLIC_PATHS):
-        return HttpResponseBadRequest(problem.message, content_type="text/plain; charset=utf-8")
+        return HttpResponse(problem.message, status=problem.status, content_type="text/plain; charset=utf-8")
     response = json_response(error_body(problem, dialect_of(path)), problem.status)
     if isinstance(problem, Unauthorized):
         response["WWW-Authenticate"] = 'Bearer realm="api"'

@@ -52,6 +52,13 @@ class UpstreamBusy(ProxyError):
     status = 503
 
 
+class ClientTooSlow(ProxyError):
+    """The client did not send its request within CLIENT_READ_TIMEOUT (shimsite/server.py)."""
+
+    status = 408
+    openai_type = "invalid_request_error"
+
+
 class PayloadTooLarge(ProxyError):
     status = 413
     openai_type = "invalid_request_error"
