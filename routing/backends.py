@@ -105,7 +105,7 @@ def default_backend() -> Backend:
 
     from .upstream import get_upstream
 
-    return Backend(DEFAULT_BACKEND, get_upstream().base_url, settings.LMSTUDIO_API_KEY)
+    return Backend(DEFAULT_BACKEND, get_upstream().url, settings.LMSTUDIO_API_KEY)
 
 
 def _make_upstream(backend: Backend):

@@ -29,7 +29,8 @@ class Upstream:
                  transport: httpx.AsyncBaseTransport | None = None):
         # Credentials in the URL become a header (aiohttp refuses a URL with credentials together with
         # an Authorization header); an api_key wins over them. Messages show the URL masked.
-        self.base_url, user, password = split_credentials(base_url.rstrip("/"))
+        self.url = base_url.rstrip("/")  # as configured, credentials included: never shown
+        self.base_url, user, password = split_credentials(self.url)
         self.display_url = mask_url(base_url.rstrip("/"))
         self._url_secrets = url_secrets(base_url)
         self.timeout = httpx.Timeout(read_timeout, connect=connect_timeout, pool=pool_timeout)
