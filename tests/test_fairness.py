@@ -40,6 +40,9 @@ async def test_when_every_slot_is_taken_a_request_waits_then_is_told_the_proxy_i
     with pytest.raises(UpstreamBusy, match="concurrency limit"):
         await admission.enter("c")
     assert admission.by_client == {"a": 1, "b": 1}  # the refused request holds nothing
+    for release in held:
+        release()
+    assert not admission.busy
 
 
 @pytest.mark.anyio
