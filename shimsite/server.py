@@ -21,6 +21,7 @@ from twisted.internet import reactor
 
 log = logging.getLogger("routing.server")
 LINGER_SECONDS = 2.0  # how long a refused upload is still read (and dropped) so the client sees the answer
+LARGE_BODY = 1024 * 1024
 
 
 class GatedRequest(http_protocol.WebRequest):
@@ -69,6 +70,11 @@ class GatedRequest(http_protocol.WebRequest):
         self._stop_deadline()
         super().connectionLost(reason)
 
+    def finish(self):
+        super().finish()
+        if self._received >= LARGE_BODY:  # once the request's copies of it are gone
+            reactor.callLater(1.0, release_free_memory)
+
     # --- refusing ------------------------------------------------------------------------------
 
     def _too_slow(self):
@@ -106,6 +112,18 @@ class GatedRequest(http_protocol.WebRequest):
         if self._deadline is not None and self._deadline.active():
             self._deadline.cancel()
         self._deadline = None
+
+
+def release_free_memory():
+    """Give the memory freed after a large body back to the system. A body passes through Daphne's
+    queue in thousands of small chunks, and glibc keeps the heap they leave behind: without this, a
+    30 MiB request left the process 90 MiB larger for good. A no-op where there is no glibc."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def raise_open_file_limit() -> int:

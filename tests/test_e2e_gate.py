@@ -160,6 +160,21 @@ def test_a_chunked_body_is_cut_at_the_limit_and_memory_stays_flat(gated):
     assert httpx.get(f"{gated.url}/api/version").status_code == 200
 
 
+def test_memory_returns_after_large_accepted_bodies(gated):
+    body = orjson.dumps({"model": "tiny", "stream": False, "messages": [{"role": "user", "content": "hi"}],
+                         "padding": "x" * (7 * MiB)})
+    with httpx.Client(headers={"Content-Type": "application/json", **AUTH}, timeout=60) as client:
+        client.post(f"{gated.url}/api/chat", content=body)  # warm up
+        time.sleep(1.5)
+        before = rss_mib(gated.proc.pid)
+        for _ in range(6):
+            assert client.post(f"{gated.url}/api/chat", content=body).status_code == 200
+    time.sleep(2.5)  # the server gives freed memory back a second after a large body
+    after = rss_mib(gated.proc.pid)
+    print(f"\nRSS before six 7 MiB bodies: {before:.1f} MiB, after: {after:.1f} MiB")
+    assert after - before < 8, f"RSS grew by {after - before:.1f} MiB"
+
+
 def test_a_body_under_the_limit_still_works_chunked(gated):
     body = orjson.dumps({"model": "coder", "stream": False, "messages": [{"role": "user", "content": "hi"}]})
 
