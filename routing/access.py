@@ -92,14 +92,16 @@ def length_refusal(declared: str | None) -> ProxyError | None:
     return None
 
 
-def head_refusal(path: str, headers: Mapping[str, str], host: str) -> ProxyError | None:
-    """Why a request for `path` with these headers (looked up by lower-case name) and this `Host` may
-    not go further, or None."""
+def head_refusal(method: str, path: str, headers: Mapping[str, str], host: str) -> ProxyError | None:
+    """Why a `method` request for `path` with these headers (looked up by lower-case name) and this
+    `Host` may not go further, or None. A CORS preflight needs no key: browsers never send credentials
+    with one, and it only asks what the real request may do (corsheaders answers it)."""
     problem = host_refusal(host)
     if problem is not None or not (is_api_path(path) or path in PUBLIC_PATHS):
         return problem
     problem = origin_refusal(headers)
-    if problem is None and not is_public(path) and not has_key(headers):
+    preflight = method == "OPTIONS" and "access-control-request-method" in headers
+    if problem is None and not preflight and not is_public(path) and not has_key(headers):
         problem = Unauthorized("missing or invalid API key: send the header 'Authorization: Bearer <key>'")
     return problem or length_refusal(headers.get("content-length"))
 
@@ -126,7 +128,7 @@ class ApiAccessMiddleware:
 
     async def __call__(self, request: HttpRequest) -> HttpResponse:
         # Django's host as it would check it (X-Forwarded-Host only when USE_X_FORWARDED_HOST)
-        problem = head_refusal(request.path, request.headers, request._get_raw_host())
+        problem = head_refusal(request.method, request.path, request.headers, request._get_raw_host())
         if problem is not None:
             return refusal_response(request.path, problem)
         return await self.get_response(request)

@@ -39,10 +39,13 @@ class GatedRequest(http_protocol.WebRequest):
         super().gotLength(length)
         from routing.access import head_refusal
 
+        if not hasattr(self.channel, "_command"):  # not Twisted's HTTP/1.1 channel: Django's check only
+            return
         headers = {name.decode("latin-1").lower(): values[0].decode("latin-1")
                    for name, values in self.requestHeaders.getAllRawHeaders()}
         path = unquote(self.channel._path.split(b"?", 1)[0].decode("latin-1"))  # not parsed yet
-        problem = head_refusal(path, headers, headers.get("host", ""))
+        method = self.channel._command.decode("latin-1")
+        problem = head_refusal(method, path, headers, headers.get("host", ""))
         if problem is not None:
             self._refuse(path, problem, body_expected=length != 0)
 

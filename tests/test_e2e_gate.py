@@ -103,6 +103,15 @@ def test_allowed_origins_are_served_with_cors_headers(gated, origin):
     assert response.headers["access-control-allow-origin"] == origin
 
 
+def test_a_preflight_from_an_allowed_origin_needs_no_key(gated):
+    response = httpx.options(f"{gated.url}/api/chat", headers={
+        "Origin": "http://localhost:3000", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization,content-type"})
+    assert response.status_code == 200
+    assert response.headers["access-control-allow-origin"] == "http://localhost:3000"
+    assert "authorization" in response.headers["access-control-allow-headers"]
+
+
 def test_clients_without_an_origin_are_unaffected(gated):
     assert httpx.get(f"{gated.url}/api/tags", headers=AUTH).status_code == 200
 
