@@ -3,19 +3,34 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs
 
-from channels.generic.websocket import AsyncWebsocketConsumer
 import orjson
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from routing.hosts import same_origin
 
 from .filters import HistoryFilter
 from .live import GROUP, broadcaster
 
 
+def same_origin_and_allowed_host(scope) -> bool:
+    """The page that opens the socket is this server's own, scheme, host and port alike (a page on
+    another port of the same host is another site, and the browser sends it the admin's cookie), on a
+    host the host policy answers."""
+    from routing.access import host_refusal
+
+    headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope.get("headers", [])}
+    host = headers.get("host", "")
+    return host_refusal(host) is None and same_origin(headers.get("origin", ""), scope.get("scheme", "ws"), host)
+
+
 class HistoryConsumer(AsyncWebsocketConsumer):
-    """Staff only (the session comes from AuthMiddlewareStack); the query string holds the page's filters."""
+    """Staff with the request log's view permission (the session comes from AuthMiddlewareStack), from
+    this server's own pages; the query string holds the page's filters."""
 
     async def connect(self):
         user = self.scope.get("user")
-        if user is None or not user.is_authenticated or not user.is_staff:
+        if not same_origin_and_allowed_host(self.scope) or not await _may_read_history(user):
             await self.close(code=4403)
             return
         query = parse_qs(self.scope.get("query_string", b"").decode(), keep_blank_values=True)
@@ -39,3 +54,9 @@ class HistoryConsumer(AsyncWebsocketConsumer):
         rows = [row["html"] for row in event["rows"] if self.filters.matches(row)]
         if rows:
             await self.send(text_data=orjson.dumps({"rows": rows[::-1]}).decode())
+
+
+async def _may_read_history(user) -> bool:
+    if user is None or not user.is_authenticated or not user.is_staff:
+        return False
+    return await database_sync_to_async(user.has_perm)("adminui.view_requestlog")

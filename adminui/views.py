@@ -1,8 +1,10 @@
-"""The request-history pages: list (filters, keyset pages, live rows), detail, overview. Staff only,
-logging in through the admin's login page."""
+"""The request-history pages: list (filters, keyset pages, live rows), detail, overview. They show every
+prompt, so they need what the admin's request-log pages need: a staff login (through the admin's login
+page) and the `adminui.view_requestlog` permission (a staff user without it gets a 403)."""
 from __future__ import annotations
 
 from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth.decorators import permission_required
 from django.db import connection
 from django.http import HttpRequest
 from django.shortcuts import get_object_or_404, render
@@ -12,9 +14,15 @@ from .filters import HistoryFilter, page
 from .models import RequestLog
 
 BODY_FIELDS = ("request_body", "upstream_body", "response_text", "thinking", "tool_calls")
+PERMISSION = "adminui.view_requestlog"
 
 
-@staff_member_required
+def history_reader(view):
+    """Staff (else the admin's login page), with the request log's view permission (else 403)."""
+    return staff_member_required(permission_required(PERMISSION, raise_exception=True)(view))
+
+
+@history_reader
 def history(request: HttpRequest):
     """Newest requests first, filtered; new ones arrive over the WebSocket when the page is live."""
     form = HistoryFilter(request.GET)
@@ -50,7 +58,7 @@ def _distinct(field: str, limit: int = 100) -> list[str]:
         return [row[0] for row in cursor.fetchall()]
 
 
-@staff_member_required
+@history_reader
 def detail(request: HttpRequest, request_id: str):
     log = get_object_or_404(RequestLog, request_id=request_id)
     request_body = conversation.parse_json(log.request_body)
@@ -67,7 +75,7 @@ def detail(request: HttpRequest, request_id: str):
     })
 
 
-@staff_member_required
+@history_reader
 def overview_page(request: HttpRequest):
     window = request.GET.get("window", "1h")
     if window not in overview.WINDOWS:

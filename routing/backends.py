@@ -10,6 +10,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping
 
+from .secrets import mask_url
+
 DEFAULT_BACKEND = "default"
 POLICIES = ("fallback", "least-busy")
 
@@ -87,7 +89,7 @@ class BackendPool:
     def status(self) -> Mapping[str, dict]:
         """For /ready and the admin: each backend's health and load."""
         now = self.clock()
-        return {s.name: {"url": s.backend.url, "up": not s.is_down(now), "open_requests": s.open_requests,
+        return {s.name: {"url": mask_url(s.backend.url), "up": not s.is_down(now), "open_requests": s.open_requests,
                          "last_error": s.last_error} for s in self.states.values()}
 
 
@@ -103,7 +105,7 @@ def default_backend() -> Backend:
 
     from .upstream import get_upstream
 
-    return Backend(DEFAULT_BACKEND, get_upstream().base_url, settings.LMSTUDIO_API_KEY)
+    return Backend(DEFAULT_BACKEND, get_upstream().url, settings.LMSTUDIO_API_KEY)
 
 
 def _make_upstream(backend: Backend):
@@ -135,6 +137,11 @@ def _close_later(upstream):
         asyncio.get_running_loop().create_task(upstream.aclose())
     except RuntimeError:  # no loop (a sync caller): the client is dropped with its connections
         pass
+
+
+def current_backends() -> list[Backend]:
+    """The backends in force in this process (none before the first request)."""
+    return [state.backend for state in _pool.states.values()] if _pool is not None else []
 
 
 def reset_pool():
@@ -172,8 +179,20 @@ async def open_on_backends(table, route, exchange, method: str, path: str, body:
     A backend that is unreachable or answers 5xx (before anything was streamed) is marked down for
     BACKEND_COOL_OFF seconds and the next is tried; the last failure is raised when none answers. The
     backend that answers is marked up, recorded as `exchange.backend` (the last one tried when none
-    answers), and counted as busy until the exchange finishes (`exchange.release`).
+    answers), and counted as busy until the exchange finishes (`exchange.release`). The request holds
+    one of the client's upstream slots (`routing.fairness`) for as long.
     """
+    from .fairness import get_admission
+
+    leave = await get_admission().enter(exchange.client)
+    try:
+        return await _open_first(table, route, exchange, method, path, body, model=model, leave=leave)
+    except BaseException:
+        leave()
+        raise
+
+
+async def _open_first(table, route, exchange, method: str, path: str, body: dict, *, model: str, leave):
     pool = get_pool(table.backends)
     names, policy = route.backends(table.defaults)
     failure = None
@@ -192,6 +211,7 @@ async def open_on_backends(table, route, exchange, method: str, path: str, body:
             continue
         pool.mark_up(state)
         exchange.on_release(lambda state=state: _release(state))
+        exchange.on_release(leave)
         return state.upstream, response
     raise failure or _no_backend(names)
 

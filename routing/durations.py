@@ -9,6 +9,9 @@ _PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
 _WHOLE = re.compile(r"[+-]?(?:(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|μs|ms|s|m|h))+")
 
 FOREVER = math.inf
+# Go's largest time.Duration (2^63-1 ns, about 292 years): Ollama cannot take a longer one, and a
+# larger number would not fit the integers LM Studio's `ttl` and the JSON writer take.
+MAX_SECONDS = (2**63 - 1) / 1e9
 
 
 def parse_duration(value: object) -> float:
@@ -26,7 +29,12 @@ def parse_duration(value: object) -> float:
         raise ValueError(f"not a duration: {value!r}")
     if math.isnan(seconds):
         raise ValueError(f"not a duration: {value!r}")
-    return FOREVER if seconds < 0 else seconds
+    if seconds < 0:
+        return FOREVER
+    if seconds > MAX_SECONDS:
+        raise ValueError(f"duration out of range: {value!r} (at most {MAX_SECONDS:.0f} seconds; "
+                         f"a negative value means forever)")
+    return seconds
 
 
 def _parse_go_duration(text: str) -> float:

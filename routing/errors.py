@@ -31,6 +31,34 @@ class Unauthorized(ProxyError):
     openai_code = "invalid_api_key"
 
 
+class Forbidden(ProxyError):
+    """A browser page of an origin that may not use the API (see `routing.hosts`)."""
+
+    status = 403
+    openai_type = "invalid_request_error"
+
+
+class TooManyRequests(ProxyError):
+    """This client already has its share of LM Studio (MAX_CLIENT_REQUESTS requests open)."""
+
+    status = 429
+    openai_type = "rate_limit_error"
+
+
+class UpstreamBusy(ProxyError):
+    """Every upstream slot stayed taken for UPSTREAM_POOL_TIMEOUT seconds: LM Studio is fine, the proxy
+    is at its concurrency limit."""
+
+    status = 503
+
+
+class ClientTooSlow(ProxyError):
+    """The client did not send its request within CLIENT_READ_TIMEOUT (shimsite/server.py)."""
+
+    status = 408
+    openai_type = "invalid_request_error"
+
+
 class PayloadTooLarge(ProxyError):
     status = 413
     openai_type = "invalid_request_error"

@@ -7,7 +7,9 @@ from django.views import defaults
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .backends import ask_backends, get_pool
-from .errors import NotFound, ProxyError, dialect_of, error_body
+from .access import has_key
+from .errors import NotFound, ProxyError, UpstreamBusy, dialect_of, error_body
+from .fairness import busy_message, is_busy
 from .metrics import REGISTRY
 from .pipeline import json_response
 from .registry import get_registry
@@ -23,17 +25,23 @@ async def health(request: HttpRequest):
 @api_view(["GET", "HEAD"])
 async def ready(request: HttpRequest):
     """Readiness: some LM Studio backend answers a cheap call within READY_TIMEOUT seconds; 503 when
-    none does. `backends` gives each one's health (and marks it up or down for the routing)."""
+    none does ("unavailable") or when every upstream slot is taken ("busy": LM Studio is fine, the
+    proxy is at its concurrency limit). `backends` gives each one's health (and marks it up or down for
+    the routing); with API_KEY set only a client with the key sees it, probes get the bare status."""
     pool = get_pool((await get_registry().table()).backends)
     answered, failure = await ask_backends(pool, list(pool.states.values()),
                                            lambda state: state.upstream.ping(settings.READY_TIMEOUT))
     for name in answered:
         pool.mark_up(pool.states[name])
-    backends = dict(pool.status())
     if not answered and failure is not None:
-        return json_response({"status": "unavailable", **error_body(failure, "ollama"), "backends": backends},
-                             503)
-    return json_response({"status": "ready", "backends": backends})
+        body, status = {"status": "unavailable", **error_body(failure, "ollama")}, 503
+    elif is_busy():
+        body, status = {"status": "busy", **error_body(UpstreamBusy(busy_message()), "ollama")}, 503
+    else:
+        body, status = {"status": "ready"}, 200
+    if not has_key(request.headers):
+        return json_response({"status": body["status"]}, status)
+    return json_response({**body, "backends": dict(pool.status())}, status)
 
 
 @api_view(["GET"])

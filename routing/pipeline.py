@@ -10,14 +10,14 @@ from dataclasses import dataclass
 from typing import Callable
 
 import orjson
-from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
 from . import instances, lifecycle
 from .backends import models_everywhere, open_on_backends
+from .bodies import read_json_object
 from .dialects.base import Dialect, Translator, require_model, strict_bool
 from .dialects.ollama import lifecycle_answer
-from .errors import BadRequest, ModelNotFound, PayloadTooLarge, ProxyError, error_body
+from .errors import ModelNotFound, ProxyError, error_body
 from .exchange import DISCONNECTED, Exchange, Timing
 from .observers import exchange_finished
 from .overrides import apply_route
@@ -67,20 +67,8 @@ def json_response(body, status: int = 200, request_id: str = "") -> HttpResponse
 
 
 def parse_body(request: HttpRequest) -> dict:
-    """The request's JSON object body, or a BadRequest/PayloadTooLarge that says what is wrong."""
-    try:
-        raw = request.body
-    except RequestDataTooBig:
-        raise PayloadTooLarge("request body too large") from None
-    if not raw.strip():
-        raise BadRequest("missing request body")
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"invalid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise BadRequest("request body must be a JSON object")
-    return body
+    """The request's JSON object body, checked (`routing.bodies`)."""
+    return read_json_object(request)
 
 
 async def resolve_route(table: RouteTable, requested: str) -> Route:

@@ -11,8 +11,9 @@ from typing import AsyncIterator
 import httpx
 import orjson
 
-from .errors import EndpointMissing, ModelNotFound, ModelNotLoaded, ProxyError, UpstreamError, \
+from .errors import EndpointMissing, ModelNotFound, ModelNotLoaded, ProxyError, UpstreamBusy, UpstreamError, \
     UpstreamTimeout, UpstreamUnavailable
+from .secrets import mask_url, split_credentials, url_secrets
 
 
 class Upstream:
@@ -24,10 +25,15 @@ class Upstream:
     """
 
     def __init__(self, base_url: str, *, api_key: str = "", connect_timeout: float = 5.0,
-                 read_timeout: float = 300.0, max_connections: int = 256,
+                 read_timeout: float = 300.0, max_connections: int = 256, pool_timeout: float = 10.0,
                  transport: httpx.AsyncBaseTransport | None = None):
-        self.base_url = base_url.rstrip("/")
-        self.timeout = httpx.Timeout(read_timeout, connect=connect_timeout, pool=connect_timeout)
+        # Credentials in the URL become a header (aiohttp refuses a URL with credentials together with
+        # an Authorization header); an api_key wins over them. Messages show the URL masked.
+        self.url = base_url.rstrip("/")  # as configured, credentials included: never shown
+        self.base_url, user, password = split_credentials(self.url)
+        self.display_url = mask_url(base_url.rstrip("/"))
+        self._url_secrets = url_secrets(base_url)
+        self.timeout = httpx.Timeout(read_timeout, connect=connect_timeout, pool=pool_timeout)
         if transport is None:
             from httpx_aiohttp import AiohttpTransport  # 2-3x httpx's own transport in our benchmark
 
@@ -37,7 +43,11 @@ class Upstream:
                                   max_keepalive_connections=max_connections, keepalive_expiry=2.0)
             transport = AiohttpTransport(limits=limits)
         self.transport = transport
-        self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.headers = {}
+        if api_key:
+            self.headers["Authorization"] = f"Bearer {api_key}"
+        elif user or password:
+            self.headers["Authorization"] = httpx.BasicAuth(user, password)._auth_header
 
     def build_request(self, method: str, path: str, content: bytes | None = None,
                       timeout: httpx.Timeout | None = None) -> httpx.Request:
@@ -61,19 +71,29 @@ class Upstream:
         """Turn transport failures into ProxyErrors with messages a person can act on."""
         try:
             yield
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+        except httpx.PoolTimeout as exc:
+            raise UpstreamBusy(f"no connection to LM Studio at {self.display_url} became free in time: the "
+                               f"proxy is at its upstream concurrency limit") from exc
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             if _closed_by_peer(exc):
-                raise UpstreamUnavailable(f"LM Studio at {self.base_url} closed the connection") from exc
-            raise UpstreamUnavailable(f"cannot reach LM Studio at {self.base_url}: is its server "
-                                      f"running? ({exc or type(exc).__name__})") from exc
+                raise UpstreamUnavailable(f"LM Studio at {self.display_url} closed the connection") from exc
+            raise UpstreamUnavailable(f"cannot reach LM Studio at {self.display_url}: is its server "
+                                      f"running? ({self._masked(exc)})") from exc
         except httpx.TimeoutException as exc:
-            raise UpstreamTimeout(f"LM Studio at {self.base_url} did not answer in time") from exc
+            raise UpstreamTimeout(f"LM Studio at {self.display_url} did not answer in time") from exc
         except httpx.TransportError as exc:
             if _closed_by_peer(exc):
-                raise UpstreamUnavailable(f"LM Studio at {self.base_url} closed the connection before "
+                raise UpstreamUnavailable(f"LM Studio at {self.display_url} closed the connection before "
                                           f"the answer was complete") from exc
-            raise UpstreamUnavailable(f"connection to LM Studio at {self.base_url} failed: "
-                                      f"{exc or type(exc).__name__}") from exc
+            raise UpstreamUnavailable(f"connection to LM Studio at {self.display_url} failed: "
+                                      f"{self._masked(exc)}") from exc
+
+    def _masked(self, exc: Exception) -> str:
+        """A transport error's text, which may quote the URL, with the credentials masked."""
+        text = str(exc) or type(exc).__name__
+        for secret in self._url_secrets:
+            text = text.replace(secret, "***")
+        return text
 
     async def open(self, method: str, path: str, body: dict | None = None, *,
                    model: str = "", read_timeout: float | None = None) -> httpx.Response:
@@ -281,9 +301,11 @@ def make_upstream(url: str, api_key: str = "") -> Upstream:
     """A pooled client to one LM Studio server, with the UPSTREAM_* settings."""
     from django.conf import settings
 
+    from .fairness import POOL_RESERVE
+
     return Upstream(url, api_key=api_key, connect_timeout=settings.UPSTREAM_CONNECT_TIMEOUT,
-                    read_timeout=settings.UPSTREAM_READ_TIMEOUT,
-                    max_connections=settings.UPSTREAM_MAX_CONNECTIONS)
+                    read_timeout=settings.UPSTREAM_READ_TIMEOUT, pool_timeout=settings.UPSTREAM_POOL_TIMEOUT,
+                    max_connections=settings.UPSTREAM_MAX_CONNECTIONS + POOL_RESERVE)
 
 
 def get_upstream() -> Upstream:

@@ -16,7 +16,6 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set up)
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 from django.core.exceptions import ImproperlyConfigured  # noqa: E402
@@ -26,6 +25,7 @@ from django.urls import path  # noqa: E402
 from django.utils.module_loading import import_string  # noqa: E402
 
 from adminui.consumers import HistoryConsumer  # noqa: E402
+from shimsite import server  # noqa: E402
 
 from routing.registry import get_registry  # noqa: E402
 from routing.routes import RouteTableError  # noqa: E402
@@ -75,6 +75,7 @@ def keep_database_receivers_off_the_api():
 
 
 keep_database_receivers_off_the_api()
+server.install()  # head checked before the body is read, slow clients dropped (shimsite/server.py)
 
 
 class SplitHTTP:
@@ -95,5 +96,6 @@ websocket_urlpatterns = [
 
 application = ProtocolTypeRouter({
     "http": SplitHTTP(ApiHandler(), ASGIStaticFilesHandler(django_asgi_app)),
-    "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+    # The host and the whole origin (scheme, host, port) are checked by the consumer.
+    "websocket": AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
 })

@@ -3,9 +3,15 @@
 The names documented in the README (LMSTUDIO_URL, ROUTES_FILE, DATABASE_URL, SECRET_KEY, DEBUG,
 ALLOWED_HOSTS, ...) are a contract with users: keep them.
 """
+from datetime import timedelta
 from pathlib import Path
 
 import environ
+
+from corsheaders.defaults import default_headers as default_cors_headers
+
+from routing.hosts import DEFAULT_ORIGIN_REGEXES
+from shimsite.secret import installation_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -13,16 +19,31 @@ env = environ.Env()
 if (BASE_DIR / ".env").exists():
     environ.Env.read_env(BASE_DIR / ".env")
 
-SECRET_KEY = env("SECRET_KEY", default="insecure-dev-key-change-me-for-anything-shared")
+# SECRET_KEY from the environment wins; else this installation's own key, made on first start in
+# SECRET_KEY_FILE (git-ignored, mode 0600). No key ships with the code.
+SECRET_KEY = env("SECRET_KEY", default="") or installation_key(
+    Path(env("SECRET_KEY_FILE", default=str(BASE_DIR / ".secret_key"))))
 DEBUG = env.bool("DEBUG", default=False)
-ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+# Host names answered besides IP literals, localhost, *.localhost, *.local, *.internal and this
+# machine's name (routing/hosts.py applies the policy on every path, before Django; Django's own
+# check is therefore off).
+PROXY_ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[])
+ALLOWED_HOSTS = ["*"]
 
 # --- Access --------------------------------------------------------------------------------------
 # When set, every API path needs `Authorization: Bearer <API_KEY>` (see routing/access.py).
 API_KEY = env("API_KEY", default="")
-# Browser origins allowed to call the API (e.g. "http://localhost:3000"); none by default.
+# With API_KEY: keep /api/tags, /api/show, /api/version and /v1/models public (model pickers that send
+# no key, e.g. GitHub Copilot's Ollama provider); generation still needs the key.
+PUBLIC_MODEL_LISTING = env.bool("PUBLIC_MODEL_LISTING", default=False)
+# Browser origins allowed to call the API besides Ollama's defaults (this machine's loopback origins,
+# app://, file://, tauri://, vscode-webview://, vscode-file://); any other Origin is refused (403).
 CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
+CORS_ALLOW_ALL_ORIGINS = "*" in CORS_ALLOWED_ORIGINS
+CORS_ALLOWED_ORIGINS = [origin for origin in CORS_ALLOWED_ORIGINS if origin != "*"]
+CORS_ALLOWED_ORIGIN_REGEXES = list(DEFAULT_ORIGIN_REGEXES)
 CORS_URLS_REGEX = r"^/(api/|v1/|v1$|$)"
+CORS_ALLOW_HEADERS = (*default_cors_headers, "x-api-key")
 
 # --- The proxy ---------------------------------------------------------------------------------
 LMSTUDIO_URL = env("LMSTUDIO_URL", default="http://127.0.0.1:1234").rstrip("/")
@@ -38,6 +59,12 @@ UPSTREAM_MAX_CONNECTIONS = env.int("UPSTREAM_MAX_CONNECTIONS", default=256)
 # Seconds LM Studio may take to load a model with an alias's load settings (/api/v1/models/load):
 # a large model with a long context takes minutes, and the request waits for it.
 MODEL_LOAD_TIMEOUT = env.float("MODEL_LOAD_TIMEOUT", default=900.0)
+# Seconds a request waits for one of those connections before a 503 (the proxy is at its limit).
+UPSTREAM_POOL_TIMEOUT = env.float("UPSTREAM_POOL_TIMEOUT", default=10.0)
+# Model requests one client (address) may have open at LM Studio at once; more are a 429.
+MAX_CLIENT_REQUESTS = env.int("MAX_CLIENT_REQUESTS", default=max(1, UPSTREAM_MAX_CONNECTIONS // 4))
+# Seconds a client has to send a request's head and body, and that an idle connection stays open.
+CLIENT_READ_TIMEOUT = env.float("CLIENT_READ_TIMEOUT", default=30.0)
 # Seconds a backend that failed (unreachable, or a 5xx before streaming) is passed over before the
 # next request tries it again (routes.yaml `backends:`).
 BACKEND_COOL_OFF = env.float("BACKEND_COOL_OFF", default=10.0)
@@ -72,6 +99,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "corsheaders",
+    "axes",
+    "csp",
     "routing",
 ]
 
@@ -85,7 +114,33 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as django-axes asks
 ]
+
+# Admin login throttling (django-axes): after AXES_FAILURE_LIMIT wrong passwords from one address the
+# login is refused (429), even with the right password, for AXES_COOLOFF_TIME.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("LOGIN_COOLOFF_MINUTES", default=15))
+AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False
+
+# Content-Security-Policy (django-csp) on the admin and history pages, which display whatever API
+# clients sent: scripts only from this server's static files, no framing, no plugins.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],  # the admin's style attributes; no script runs
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],  # the live history's WebSocket (CSP 3: 'self' covers ws:/wss:)
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
 
 # The API paths are served by a lean handler (shimsite/asgi.py) with only API_MIDDLEWARE: API clients
 # carry no cookies or sessions and the views are CSRF-exempt, and every sync middleware above would cost a

@@ -84,6 +84,15 @@ def routes_file(tmp_path, settings, db):
 
 
 @pytest.fixture(autouse=True, scope="session")
+def test_client_host_allowed():
+    """Django's test client sends `Host: testserver`, a domain name the host policy (routing/hosts.py)
+    refuses; allow it in-process, as Django's test set-up does for its own ALLOWED_HOSTS."""
+    from django.conf import settings
+
+    settings.PROXY_ALLOWED_HOSTS = [*settings.PROXY_ALLOWED_HOSTS, "testserver"]
+
+
+@pytest.fixture(autouse=True, scope="session")
 def no_request_log_in_process():
     """In-process tests do not feed the request log: its writer thread would race the test database.
     The log's own tests call it directly; end-to-end servers log as in production."""

@@ -129,8 +129,11 @@ def test_the_admin_shows_the_log_read_only_and_links_to_history(admin_client):
 # --- the live consumer -------------------------------------------------------------------------
 
 
-async def connect_as(user, query: str = ""):
-    communicator = WebsocketCommunicator(HistoryConsumer.as_asgi(), f"/ws/history/?{query}")
+SAME_ORIGIN = [(b"host", b"localhost:11434"), (b"origin", b"http://localhost:11434")]
+
+
+async def connect_as(user, query: str = "", headers=SAME_ORIGIN):
+    communicator = WebsocketCommunicator(HistoryConsumer.as_asgi(), f"/ws/history/?{query}", headers=headers)
     communicator.scope["user"] = user
     connected, _ = await communicator.connect()
     return communicator, connected
@@ -139,6 +142,52 @@ async def connect_as(user, query: str = ""):
 @pytest.mark.anyio
 async def test_the_websocket_rejects_anonymous_users():
     communicator, connected = await connect_as(AnonymousUser())
+    assert not connected
+
+
+@pytest.fixture
+def staff_without_permission(django_user_model):
+    return django_user_model.objects.create_user("helper", password="pw-helper-1234", is_staff=True)
+
+
+@pytest.mark.parametrize("path", ["/history/", "/history/overview/", "/history/req00001/"])
+def test_a_staff_user_without_the_log_permission_sees_no_history(client, staff_without_permission, path):
+    RequestLog.objects.bulk_create([log(1, request_body='{"secret prompt": 1}')])
+    client.force_login(staff_without_permission)
+    response = client.get(path)
+    assert response.status_code == 403
+    assert b"secret prompt" not in response.content
+
+
+def test_the_log_permission_alone_opens_the_history(client, staff_without_permission):
+    from django.contrib.auth.models import Permission
+
+    RequestLog.objects.bulk_create([log(1)])
+    staff_without_permission.user_permissions.add(Permission.objects.get(codename="view_requestlog"))
+    client.force_login(staff_without_permission)
+    assert client.get("/history/").status_code == 200
+    assert client.get("/history/req00001/").status_code == 200
+
+
+@pytest.mark.anyio
+async def test_the_websocket_refuses_staff_without_the_log_permission(staff_without_permission):
+    communicator, connected = await connect_as(staff_without_permission)
+    assert not connected
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("origin", [b"http://localhost:8080", b"https://localhost:11434", b"http://evil.example",
+                                    b"http://localhost", b"null", None])
+async def test_the_websocket_refuses_any_other_origin_even_on_the_same_host(admin_user, origin):
+    headers = [(b"host", b"localhost:11434")] + ([(b"origin", origin)] if origin else [])
+    communicator, connected = await connect_as(admin_user, headers=headers)
+    assert not connected
+
+
+@pytest.mark.anyio
+async def test_the_websocket_refuses_a_foreign_host_name(admin_user):
+    headers = [(b"host", b"rebind.evil.example:11434"), (b"origin", b"http://rebind.evil.example:11434")]
+    communicator, connected = await connect_as(admin_user, headers=headers)
     assert not connected
 
 

@@ -49,10 +49,18 @@ async def one_client(client: httpx.AsyncClient, i: int) -> dict:
             "request_id": response.headers.get("X-Request-Id")}
 
 
-async def run_clients(url: str) -> list[dict]:
+async def run_clients(url: str, addresses: int = 4) -> list[dict]:
+    """CLIENTS streams from `addresses` loopback addresses: several machines' worth of clients, each
+    within the proxy's per-client cap (MAX_CLIENT_REQUESTS, 64 by default)."""
     limits = httpx.Limits(max_connections=CLIENTS, max_keepalive_connections=CLIENTS)
-    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
-        return await asyncio.gather(*(one_client(client, i) for i in range(CLIENTS)))
+    clients = [httpx.AsyncClient(base_url=url, timeout=60, limits=limits,
+                                 transport=httpx.AsyncHTTPTransport(local_address=f"127.0.0.{n + 1}", limits=limits))
+               for n in range(addresses)]
+    try:
+        return await asyncio.gather(*(one_client(clients[i % addresses], i) for i in range(CLIENTS)))
+    finally:
+        for client in clients:
+            await client.aclose()
 
 
 def test_100_concurrent_streams_all_complete_without_errors(proxy_server, fake):

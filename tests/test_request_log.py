@@ -84,6 +84,53 @@ def test_it_redacts_credentials(text, secret):
     assert REDACTED in redacted
 
 
+SECRET_NAMES = ["token", "refresh_token", "id_token", "api_token", "github_token", "openai_api_key",
+                "private_key", "x-api-key", "apiKey", "client_secret", "password", "passwd", "credentials",
+                "Authorization", "proxy-authorization", "AWS_SECRET_ACCESS_KEY"]
+SECRET_VALUES = ["s3cr3t-value", 987654321, {"nested": "s3cr3t-value"}, ["s3cr3t-value", "s3cr3t-2"],
+                 [{"deep": {"deeper": "s3cr3t-value"}}]]
+
+
+@pytest.mark.parametrize("name", SECRET_NAMES)
+@pytest.mark.parametrize("value", SECRET_VALUES)
+@pytest.mark.parametrize("depth", [0, 3])
+def test_a_secret_named_field_is_redacted_whatever_its_value_and_depth(name, value, depth):
+    body = {name: value, "model": "coder"}
+    for _ in range(depth):
+        body = {"outer": [body], "after": "kept"}
+    row = exchange_to_row(finished_exchange(request_body=body), POLICY)
+    stored = row["request_body"]
+    assert "s3cr3t" not in stored and "987654321" not in stored
+    assert REDACTED in stored and '"model": "coder"' in stored
+    if depth:
+        assert '"after": "kept"' in stored
+    assert orjson.loads(stored) is not None  # still JSON: the value was replaced, not cut
+
+
+@pytest.mark.parametrize("secret", ["proxy-api-key-123", "backend-key-456", "hunter22"])
+def test_the_proxys_own_secrets_are_redacted_wherever_a_client_echoes_them(settings, secret):
+    settings.API_KEY, settings.LMSTUDIO_API_KEY = "proxy-api-key-123", "backend-key-456"
+    settings.LMSTUDIO_URL = "http://lm:hunter22@127.0.0.1:1234"
+    body = {"messages": [{"role": "user", "content": f"my key is {secret}, keep it"}]}
+    row = exchange_to_row(finished_exchange(request_body=body, response_text=f"you said {secret}"),
+                          LogPolicy.from_settings())
+    assert secret not in row["request_body"] and secret not in row["response_text"]
+    assert "keep it" in row["request_body"]
+
+
+def test_token_counts_are_not_credentials():
+    body = {"max_tokens": 5, "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}}
+    assert redact(orjson.dumps(body).decode()) == orjson.dumps(body).decode()
+
+
+def test_a_body_orjson_cannot_write_still_gives_a_row():
+    deep: list = []
+    for _ in range(300):
+        deep = [deep]
+    row = exchange_to_row(finished_exchange(request_body={"x": deep, "n": 1 << 70}), POLICY)
+    assert row["request_body"].startswith("[not stored")
+
+
 def test_redaction_keeps_ordinary_fields():
     assert redact('{"model": "coder", "keep_alive": "5m"}') == '{"model": "coder", "keep_alive": "5m"}'
 

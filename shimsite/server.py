@@ -1,0 +1,168 @@
+"""What the HTTP server does before Django sees a request: the head is checked before the body is
+read, bodies are cut at the limit, slow clients are dropped, and the process may hold many sockets.
+
+Daphne (Twisted) receives a whole request body, into memory or a temporary file, before it calls the
+ASGI application, and Django's handler then reads it again: a 1 GiB upload cost 800 MB of memory and a
+401 only came after it. Daphne has no hook for this, so `install()` makes its HTTP factory (used by
+`daphne` and by `manage.py runserver` alike) build `GatedRequest`s, which apply
+`routing.access.head_refusal` as soon as the headers are in (host, origin, API key, declared length),
+count a chunked body as it arrives and refuse it at MAX_REQUEST_BYTES, and give a client
+CLIENT_READ_TIMEOUT seconds to send its request (an idle keep-alive connection is closed after as long).
+"""
+from __future__ import annotations
+
+import logging
+import resource
+from urllib.parse import unquote
+
+from daphne import http_protocol
+from django.conf import settings
+from twisted.internet import reactor
+
+log = logging.getLogger("routing.server")
+LINGER_SECONDS = 2.0  # how long a refused upload is still read (and dropped) so the client sees the answer
+LARGE_BODY = 1024 * 1024
+
+
+class GatedRequest(http_protocol.WebRequest):
+    """Daphne's request, refusing what `head_refusal` refuses before the body is read."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._refused = False
+        self._received = 0
+        self._deadline = reactor.callLater(settings.CLIENT_READ_TIMEOUT, self._too_slow)
+
+    # --- Twisted's callbacks, in the order they come -------------------------------------------
+
+    def gotLength(self, length):
+        super().gotLength(length)
+        from routing.access import head_refusal
+
+        if not hasattr(self.channel, "_command"):  # not Twisted's HTTP/1.1 channel: Django's check only
+            return
+        headers = {name.decode("latin-1").lower(): values[0].decode("latin-1")
+                   for name, values in self.requestHeaders.getAllRawHeaders()}
+        path = unquote(self.channel._path.split(b"?", 1)[0].decode("latin-1"))  # not parsed yet
+        method = self.channel._command.decode("latin-1")
+        problem = head_refusal(method, path, headers, headers.get("host", ""))
+        if problem is not None:
+            self._refuse(path, problem, body_expected=length != 0)
+
+    def handleContentChunk(self, data):
+        if self._refused:
+            return
+        self._received += len(data)
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        if limit is not None and self._received > limit:
+            from routing.errors import PayloadTooLarge
+
+            path = unquote(self.channel._path.split(b"?", 1)[0].decode("latin-1"))
+            self._refuse(path, PayloadTooLarge(f"request body too large: more than {limit} bytes, the "
+                                               f"limit (MAX_REQUEST_BYTES)"), body_expected=True)
+            return
+        super().handleContentChunk(data)
+
+    def process(self):
+        self._stop_deadline()
+        if self._refused:
+            return None
+        return super().process()
+
+    def connectionLost(self, reason):
+        self._stop_deadline()
+        super().connectionLost(reason)
+
+    def finish(self):
+        super().finish()
+        if self._received >= LARGE_BODY:  # once the request's copies of it are gone
+            reactor.callLater(1.0, release_free_memory)
+
+    # --- refusing ------------------------------------------------------------------------------
+
+    def _too_slow(self):
+        self._deadline = None
+        from routing.errors import ClientTooSlow
+
+        self._refuse("", ClientTooSlow(f"request not received within {settings.CLIENT_READ_TIMEOUT:g} s "
+                                       f"(CLIENT_READ_TIMEOUT)"), body_expected=True)
+
+    def _refuse(self, path: str, problem, body_expected: bool):
+        """Answer `problem` on the raw connection and close it; what the client still sends is dropped.
+
+        Written directly: Twisted's Request cannot answer a request it has not finished receiving."""
+        from routing.access import refusal_response
+
+        self._refused = True
+        self._stop_deadline()
+        self.requestHeaders.removeHeader(b"Expect")  # no "100 Continue" after the answer
+        response = refusal_response(path, problem)
+        head = [f"HTTP/1.1 {response.status_code} {response.reason_phrase}".encode()]
+        head += [f"{name}: {value}".encode("latin-1") for name, value in response.items()]
+        head += [f"Content-Length: {len(response.content)}".encode(), b"Connection: close"]
+        channel, transport = self.channel, self.channel.transport
+        channel.dataReceived = lambda data: None  # no more parsing on this connection
+        transport.write(b"\r\n".join(head) + b"\r\n\r\n" + response.content)
+        if not body_expected or not hasattr(transport, "loseWriteConnection"):
+            transport.loseConnection()
+            return
+        # Half-close, read and drop the rest for a moment (closing with unread data would reset the
+        # connection and the client could lose the answer), then cut it.
+        transport.loseWriteConnection()
+        reactor.callLater(LINGER_SECONDS, transport.abortConnection)
+
+    def _stop_deadline(self):
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.cancel()
+        self._deadline = None
+
+
+def release_free_memory():
+    """Give the memory freed after a large body back to the system. A body passes through Daphne's
+    queue in thousands of small chunks, and glibc keeps the heap they leave behind: without this, a
+    30 MiB request left the process 90 MiB larger for good. A no-op where there is no glibc."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def raise_open_file_limit() -> int:
+    """Raise the soft limit on open files to the hard limit, as Ollama does, so that a few hundred idle
+    connections cannot lock clients out (macOS starts processes with 256). Returns the new limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    for wanted in (hard, 10240):  # macOS refuses RLIM_INFINITY above OPEN_MAX (10240)
+        if wanted != resource.RLIM_INFINITY and soft != resource.RLIM_INFINITY and wanted <= soft:
+            return soft
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            return wanted
+        except (ValueError, OSError):
+            continue
+    return soft
+
+
+_installed = False
+
+
+def install():
+    """Make Daphne's HTTP factory build `GatedRequest`s with CLIENT_READ_TIMEOUT as the idle timeout,
+    and raise the open-file limit. Idempotent."""
+    global _installed
+    if _installed:
+        return
+    _installed = True
+    build = http_protocol.HTTPFactory.buildProtocol
+
+    def build_gated(factory, addr):
+        protocol = build(factory, addr)
+        if protocol is not None:
+            protocol.requestFactory = GatedRequest
+            protocol.timeOut = settings.CLIENT_READ_TIMEOUT  # idle keep-alive connections
+        return protocol
+
+    http_protocol.HTTPFactory.buildProtocol = build_gated
+    limit = raise_open_file_limit()
+    log.debug("open-file limit: %s", limit)
