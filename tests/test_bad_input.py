@@ -68,6 +68,16 @@ BAD = [
     ("/api/chat", {"model": "coder", "messages": [], "keep_alive": 1e300}),
     ("/api/generate", {"model": "coder", "prompt": "", "keep_alive": "1e300"}),
     ("/api/embed", {"model": "embedder", "input": "hi", "keep_alive": 1e20}),
+    *[(path, {**body, "stream": stream}) for stream in ("false", "no", 1, 0, [], {})
+      for path, body in (("/api/chat", {"model": "coder", "messages": CHAT}),
+                         ("/api/generate", {"model": "coder", "prompt": "hi"}),
+                         ("/v1/chat/completions", {"model": "coder", "messages": CHAT}),
+                         ("/v1/responses", {"model": "coder", "input": "hi"}),
+                         ("/v1/messages", {"model": "coder", "max_tokens": 9, "messages": CHAT}))],
+    ("/api/chat", {"model": "coder", "messages": [], "options": "fast"}),
+    ("/api/chat", {"model": "coder", "messages": CHAT, "options": ["fast"]}),
+    ("/api/generate", {"model": "coder", "prompt": "", "options": 5}),
+    ("/api/generate", {"model": "coder", "prompt": "", "keep_alive": 0, "options": "x"}),
 ]
 
 
