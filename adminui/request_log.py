@@ -1,8 +1,8 @@
 """The request log's observer: every finished exchange becomes one queued row (the only writer).
 
 Registered in `AdminUIConfig.ready` when REQUEST_LOG is on. It runs on the event loop, so it only
-converts the exchange (`rows.exchange_to_row`) and queues it; `writer.LogWriter` does the database
-work in its own thread and `live.Broadcaster` pushes each written batch to the browsers.
+queues the exchange; `writer.LogWriter` converts it (`rows.exchange_to_row`) and does the database work
+in its own thread, and `live.Broadcaster` pushes each written batch to the browsers.
 """
 from __future__ import annotations
 
@@ -51,12 +51,20 @@ def get_writer() -> LogWriter:
     global _writer
     if _writer is None:
         _writer = LogWriter(write_rows, broadcaster, batch_max=settings.LOG_BATCH_MAX,
-                            housekeeping=prune_logs, housekeeping_every=settings.LOG_PRUNE_INTERVAL)
+                            housekeeping=prune_logs, housekeeping_every=settings.LOG_PRUNE_INTERVAL,
+                            prepare=exchanges_to_rows)
         atexit.register(_writer.stop)
     return _writer
 
 
+def exchanges_to_rows(exchanges: list[Exchange]) -> list[dict]:
+    """Rows for finished exchanges, made in the writer's thread: serialising bodies (megabytes for an
+    agent's long conversation) never holds up the event loop."""
+    policy = LogPolicy.from_settings()
+    return [exchange_to_row(exchange, policy) for exchange in exchanges]
+
+
 def record_exchange(exchange: Exchange):
-    """The observer: convert and queue, never wait."""
+    """The observer: queue the finished exchange (no longer changed by anyone), never wait."""
     broadcaster.remember_loop()
-    get_writer().put(exchange_to_row(exchange, LogPolicy.from_settings()))
+    get_writer().put(exchange)

@@ -1,8 +1,8 @@
 """An `Exchange` turned into a plain request-log row: bodies capped, secrets redacted.
 
-Pure: data in, a dict of `RequestLog` field values out. The observer calls it on the event loop, so
-it must stay cheap: one orjson serialisation per body, and the redaction scan only ever runs on text
-already cut to `LOG_BODY_MAX_BYTES`.
+Pure: data in, a dict of `RequestLog` field values out. The request log's writer thread calls it; it
+stays cheap whatever the size of a body: a body is pruned to `LOG_BODY_MAX_BYTES` before it is
+serialised, and the redaction scan only ever runs on text already cut to that size.
 """
 from __future__ import annotations
 
@@ -15,17 +15,17 @@ from routing.exchange import Exchange
 
 REDACTED = "[redacted]"
 TRUNCATED_MARK = "\n…[truncated: {kept} of {total} bytes kept]"
-# A JSON member whose name says it holds a credential, whatever its value (string, number, object,
-# list). Matched on serialised JSON already cut to the cap, so the cost is bounded by LOG_BODY_MAX_BYTES;
-# a value cut off by the cap is redacted to the end. Counts of tokens (max_tokens, prompt_tokens...) are
-# not credentials.
-_SECRET_MEMBER = re.compile(
-    r'"((?:[^"\\]|\\.)*?(?:token|secret|password|passwd|key|credential|authorization)(?:[^"\\]|\\.)*)"\s*:\s*',
-    re.IGNORECASE)
+# A JSON member whose name says it holds a credential has its value redacted, whatever it is (string,
+# number, object, list), on serialised JSON already cut to the cap; a value cut off by the cap is
+# redacted to the end. Counts of tokens (max_tokens, prompt_tokens...) are not credentials.
+# _STRING_TOKEN matches every JSON string in turn, and a colon after it (then it is a member's name).
+# Unrolled ("normal* (special normal*)*"), so a long string is one tight scan: linear in the text.
+_STRING_TOKEN = re.compile(r'"([^"\\]*(?:\\.[^"\\]*)*)"(\s*:\s*)?')
+_SECRET_NAME = re.compile(r"token|secret|password|passwd|key|credential|authorization", re.IGNORECASE)
 _TOKEN_COUNT = re.compile(r"(?:max_|max_completion_|prompt_|completion_|total_|reasoning_|cached_|num_)?"
                           r"tokens(?:_per_second|_details)?", re.IGNORECASE)
-_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
-_NESTED = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NESTED = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
 _SCALAR = re.compile(r'[^,}\]\s]*')
 _BEARER = re.compile(r"(Bearer\s+)[^\s\"',]+", re.IGNORECASE)
 NOT_SERIALISABLE = "[not stored: the body could not be written as JSON: {error}]"
@@ -49,16 +49,17 @@ class LogPolicy:
         return cls(settings.LOG_BODIES, settings.LOG_BODY_MAX_BYTES, known_secrets())
 
 
-def cap(text: str, max_bytes: int, clean=lambda kept: kept) -> tuple[str, bool]:
+def cap(text: str, max_bytes: int, clean=lambda kept: kept, total: str | None = None) -> tuple[str, bool]:
     """`text` cut to at most `max_bytes` UTF-8 bytes plus a visible mark; and whether it was cut.
 
     `clean` is applied to the kept text before the mark is added (so redaction never eats the mark).
+    `total` says what `text` was cut from, when it is itself a part (a pruned body).
     """
     data = text.encode()
-    if len(data) <= max_bytes:
+    if len(data) <= max_bytes and total is None:
         return clean(text), False
     kept = data[:max_bytes].decode(errors="ignore")  # never split a character
-    return clean(kept) + TRUNCATED_MARK.format(kept=len(kept.encode()), total=len(data)), True
+    return clean(kept) + TRUNCATED_MARK.format(kept=len(kept.encode()), total=total or len(data)), True
 
 
 def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
@@ -72,15 +73,14 @@ def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
 
 def redact_members(text: str) -> str:
     """Serialised JSON with the value of every credential-named member replaced, at any depth."""
-    out, pos = [], 0
-    while (match := _SECRET_MEMBER.search(text, pos)) is not None:
-        if _TOKEN_COUNT.fullmatch(match.group(1)):
-            out.append(text[pos:match.end()])
-            pos = match.end()
-            continue
-        out.append(text[pos:match.end()] + f'"{REDACTED}"')
-        pos = _value_end(text, match.end())
-    out.append(text[pos:])
+    out, done, pos = [], 0, 0
+    while (match := _STRING_TOKEN.search(text, pos)) is not None:
+        pos = match.end()
+        name = match.group(1)
+        if match.group(2) and _SECRET_NAME.search(name) and not _TOKEN_COUNT.fullmatch(name):
+            out.append(text[done:pos] + f'"{REDACTED}"')
+            done = pos = _value_end(text, pos)
+    out.append(text[done:])
     return "".join(out)
 
 
@@ -110,12 +110,52 @@ def serialise(value) -> str:
         return NOT_SERIALISABLE.format(error=exc)
 
 
+def pruned(value, budget: int):
+    """(`value` cut down to about `budget` characters of JSON, whether anything was left out).
+
+    The cap comes before serialising: an agent's conversation can be megabytes, of which the log keeps
+    the first LOG_BODY_MAX_BYTES, so long strings are cut and lists and objects stop once the budget is
+    spent, and only what is kept is ever written out. The walk visits at most what it keeps."""
+    left, cut = budget, False
+
+    def walk(item):
+        nonlocal left, cut
+        if isinstance(item, str):
+            if len(item) > left:
+                item, cut = item[:max(left, 0)], True
+            left -= len(item) + 4
+            return item
+        if isinstance(item, (dict, list)):
+            is_dict, out = isinstance(item, dict), {} if isinstance(item, dict) else []
+            for entry in item.items() if is_dict else item:
+                if left <= 0:
+                    cut = True
+                    break
+                if is_dict:
+                    left -= len(entry[0]) + 6
+                    out[entry[0]] = walk(entry[1])
+                else:
+                    out.append(walk(entry))
+            return out
+        left -= 8
+        return item
+
+    return walk(value), cut
+
+
 def body_text(value, policy: LogPolicy, is_json: bool = True) -> tuple[str, bool]:
-    """One body as stored: serialised (JSON bodies), capped, redacted; "" when bodies are off."""
+    """One body as stored: serialised (JSON bodies, pruned to the cap first), capped, redacted; ""
+    when bodies are off."""
     if not policy.bodies or value is None or value == "" or value == []:
         return "", False
-    text = serialise(value) if is_json else value
-    return cap(text, policy.max_bytes, lambda kept: redact(kept, policy.secrets))
+    total = None
+    if is_json:
+        value, was_cut = pruned(value, policy.max_bytes)
+        text = serialise(value)
+        total = f"more than {len(text.encode())}" if was_cut else None
+    else:
+        text = value
+    return cap(text, policy.max_bytes, lambda kept: redact(kept, policy.secrets), total)
 
 
 def exchange_to_row(exchange: Exchange, policy: LogPolicy) -> dict:

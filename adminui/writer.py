@@ -33,8 +33,10 @@ class LogWriter:
 
     def __init__(self, write_batch: Callable[[Batch], None], after_batch: Callable[[Batch], None] | None = None,
                  batch_max: int = 500, housekeeping: Callable[[], None] | None = None,
-                 housekeeping_every: float = 300.0, retries: int = 3, linger: float = 0.05):
+                 housekeeping_every: float = 300.0, retries: int = 3, linger: float = 0.05,
+                 prepare: Callable[[list], Batch] | None = None):
         self.write_batch, self.after_batch = write_batch, after_batch
+        self.prepare = prepare  # queued items -> rows, in this thread (off the event loop)
         self.linger = linger
         self.batch_max, self.retries = batch_max, retries
         self.housekeeping, self.housekeeping_every = housekeeping, housekeeping_every
@@ -44,11 +46,12 @@ class LogWriter:
         self._start_lock = threading.Lock()
         self._last_housekeeping = float("-inf")
 
-    def put(self, row: dict):
-        """Queue one row (never blocks); the thread is started on first use."""
+    def put(self, item):
+        """Queue one row, or one item `prepare` makes a row of (never blocks); the thread is started
+        on first use."""
         if self._thread is None:
             self.start()
-        self._queue.put(row)
+        self._queue.put(item)
 
     def start(self):
         with self._start_lock:
@@ -82,6 +85,7 @@ class LogWriter:
                 self._write(batch)
             for _ in range(len(batch) + stop):
                 self._queue.task_done()
+            del batch  # what was queued (a request's bodies: megabytes) is not kept until the next one
             if stop:
                 return
             self._maybe_housekeep()
@@ -102,7 +106,8 @@ class LogWriter:
                 return batch, False
         return batch, True
 
-    def _write(self, batch: Batch):
+    def _write(self, items: list):
+        batch = self._prepared(items)
         if not self._write_with_retries(batch):
             self._write_one_by_one(batch)
             return
@@ -113,6 +118,23 @@ class LogWriter:
                 self.after_batch(batch)
             except Exception:  # the live view failing must not stop the log
                 log.exception("request log: broadcasting a batch failed")
+
+    def _prepared(self, items: list) -> Batch:
+        """The rows for queued items; an item that cannot be made a row is dropped (and logged), never
+        the batch."""
+        if self.prepare is None:
+            return items
+        try:
+            return self.prepare(items)
+        except Exception:
+            rows = []
+            for item in items:
+                try:
+                    rows += self.prepare([item])
+                except Exception:
+                    self.dropped += 1
+                    log.exception("request log: could not make a row of %r", item)
+            return rows
 
     def _write_with_retries(self, batch: Batch) -> bool:
         for attempt in range(self.retries):

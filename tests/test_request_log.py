@@ -270,3 +270,43 @@ def test_the_prunelogs_command_uses_the_settings(settings, capsys):
     call_command("prunelogs")
     assert "deleted 2 request log rows" in capsys.readouterr().out
     assert RequestLog.objects.count() == 3
+
+
+def test_a_huge_body_is_pruned_before_it_is_written_out_and_the_row_says_so():
+    """An agent's 8 MB conversation: the row keeps about LOG_BODY_MAX_BYTES of it, marked as cut."""
+    body = {"model": "coder", "messages": [{"role": "user", "content": "x" * 400_000} for _ in range(20)]}
+    row = exchange_to_row(finished_exchange(request_body=body, upstream_body=body), POLICY)
+    for name in ("request_body", "upstream_body"):
+        assert row[name].startswith('{\n  "model": "coder",\n  "messages": [')
+        assert "[truncated: 1000 of more than" in row[name] and len(row[name].encode()) < 1100
+    assert row["truncated"] is True
+
+
+@pytest.mark.parametrize("value, budget, expected, cut", [
+    ({"a": "short"}, 100, {"a": "short"}, False),
+    ({"a": "x" * 50}, 20, {"a": "x" * 13}, True),   # 20 less the key and punctuation
+    ([1, 2, 3], 100, [1, 2, 3], False),
+    (list(range(100)), 40, list(range(5)), True),
+    ({"k1": "v" * 30, "k2": "w"}, 30, {"k1": "v" * 22}, True),
+])
+def test_pruning_keeps_the_start_of_a_body(value, budget, expected, cut):
+    from adminui.rows import pruned
+
+    assert pruned(value, budget) == (expected, cut)
+
+
+def test_the_writer_makes_rows_in_its_thread_and_drops_only_what_cannot_be_made_one():
+    written = []
+
+    def prepare(items):
+        if any(item == "bad" for item in items):
+            raise ValueError("not an exchange")
+        return [{"n": item, "thread": threading.current_thread().name} for item in items]
+
+    writer = LogWriter(written.extend, prepare=prepare, linger=0.1)
+    for item in (1, "bad", 3):
+        writer.put(item)
+    assert writer.wait_idle(5)
+    writer.stop()
+    assert [row["n"] for row in written] == [1, 3] and writer.dropped == 1
+    assert {row["thread"] for row in written} == {"request-log-writer"}
