@@ -156,9 +156,12 @@ class Upstream:
             if response.is_stream_consumed:  # a whole JSON answer (checked in `open`): one event
                 yield [orjson.loads(response.content)]
                 return
-            async with self.mapped_errors():
+            async with self.mapped_errors(), contextlib.aclosing(aiter(response.stream)) as pieces:
+                # The transport's own stream, closed here: httpx's `aiter_raw` wraps it in a generator
+                # that leaves the inner one to the garbage collector, which closes it through the
+                # loop's finalizer hook, a thread-safe wake-up (a write to the self-pipe) per request.
                 buffer = b""
-                async for piece in response.aiter_raw():
+                async for piece in pieces:
                     *lines, buffer = (buffer + piece).split(b"\n")
                     batch, end = parse_sse_lines(lines)
                     if batch:

@@ -25,10 +25,15 @@ LARGE_BODY = 1024 * 1024
 
 
 class GatedRequest(http_protocol.WebRequest):
-    """Daphne's request, refusing what `head_refusal` refuses before the body is read."""
+    """Daphne's request, refusing what `head_refusal` refuses before the body is read.
+
+    Daphne hands the body to the application as it is and never reads Twisted's parsed form
+    arguments, so Twisted's parsing of POST forms (a Content-Type parse through the `email` package
+    per request) is switched off."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        self._parsePOSTFormSubmission = False
         self._refused = False
         self._received = 0
         self._deadline = reactor.callLater(settings.CLIENT_READ_TIMEOUT, self._too_slow)
