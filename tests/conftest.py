@@ -273,6 +273,16 @@ CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first
                   "--disable-dev-shm-usage"]
 
 
+def chromium_executable() -> str:
+    """Debian's Chromium; on CI its absence fails the run, on a developer machine it skips the test."""
+    exe = shutil.which("chromium") or "/usr/bin/chromium"
+    if not os.path.exists(exe):
+        if os.environ.get("CI"):
+            pytest.fail("Chromium is not installed (.ci/run installs Debian's chromium)")
+        pytest.skip("Chromium is not installed: apt-get install chromium")
+    return exe
+
+
 @pytest.fixture(scope="module")
 def browser():
     """Debian's headless Chromium driven by Playwright (no browser download). On CI a missing
@@ -280,17 +290,10 @@ def browser():
 
     Module-scoped: Playwright's sync API keeps an event loop running while it is open, which async
     tests in other modules could not share."""
-    import shutil
-
-    exe = shutil.which("chromium") or "/usr/bin/chromium"
-    if not os.path.exists(exe):
-        if os.environ.get("CI"):
-            pytest.fail("Chromium is not installed (.ci/run installs Debian's chromium)")
-        pytest.skip("Chromium is not installed: apt-get install chromium")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        instance = pw.chromium.launch(executable_path=exe, headless=True, args=CHROMIUM_FLAGS)
+        instance = pw.chromium.launch(executable_path=chromium_executable(), headless=True, args=CHROMIUM_FLAGS)
         yield instance
         instance.close()
 

@@ -64,17 +64,11 @@ def page_server():
 @pytest.fixture(scope="module")
 def browser():
     """conftest's Chromium, resolving evil.example to this machine."""
-    import shutil
-
     from playwright.sync_api import sync_playwright
 
-    from tests.conftest import CHROMIUM_FLAGS
+    from tests.conftest import CHROMIUM_FLAGS, chromium_executable
 
-    exe = shutil.which("chromium") or "/usr/bin/chromium"
-    if not os.path.exists(exe):
-        if os.environ.get("CI"):
-            pytest.fail("Chromium is not installed (.ci/run installs Debian's chromium)")
-        pytest.skip("Chromium is not installed: apt-get install chromium")
+    exe = chromium_executable()
     with sync_playwright() as pw:
         instance = pw.chromium.launch(executable_path=exe, headless=True,
                                       args=[*CHROMIUM_FLAGS, "--host-resolver-rules=MAP evil.example 127.0.0.1"])
