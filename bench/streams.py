@@ -31,7 +31,7 @@ from tests.conftest import db_query
 UPSTREAM_PATH = "/v1/chat/completions"
 CLIENT_PATH = "/api/chat"
 END = {"direct": b"[DONE]", "proxy": b'"done":true'}
-HEAD_BYTES, TAIL_BYTES = 2048, 256
+HEAD_BYTES, TAIL_BYTES = 2048, 4096
 
 
 @dataclass(frozen=True)
