@@ -148,7 +148,8 @@ def run(plan: Plan) -> dict:
         raw: dict = {}
         endpoints = {path: measure_endpoint(procs, path, plan, raw) for path in ENDPOINTS}
         memory = measure_memory(procs, plan)  # before the size sweep, whose 8 MB bodies raise the peak RSS
-        by_size = sizes.measure_sizes(procs, ENDPOINTS, {s: sizes.SIZES[s] for s in plan.sizes}, plan.size_samples)
+        by_size = sizes.measure_sizes(procs, ENDPOINTS, {s: sizes.SIZES[s] for s in plan.sizes},
+                                      plan.size_samples)
         many = streams.measure_streams(procs, plan.streams)
         pinning = {"fake": procs.fake_pinned} | {f"proxy ({p.label})": p.pinned for p in procs.proxies.values()}
     finally:

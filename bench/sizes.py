@@ -56,12 +56,13 @@ def raw_requests(procs: Processes, path: str, body: dict) -> tuple[dict[str, tup
     _, answer = probes.exchange(address, raw)  # also warms the proxy up for this size
     check_answer(answer, ECHO, f"{proxy.url}{path}")
     upstream = procs.fake.requests(UPSTREAM_PATH)[-1]["json"]
-    requests = {"log on": (address, raw), "direct": probes.http_request(procs.fake.url, UPSTREAM_PATH, upstream)}
+    requests = {"log on": (address, raw),
+                "direct": probes.http_request(procs.fake.url, UPSTREAM_PATH, upstream)}
     return requests, {"log on": ECHO, "direct": b"[DONE]" if upstream.get("stream") else ECHO}
 
 
 def check_answer(data: bytes, expect: bytes, where: str):
-    """A complete answer: status 200 and `expect` (the fake's echo of the question, or the end of a stream)."""
+    """A complete answer: status 200 and `expect` (the fake's echo of the question, or a stream's end)."""
     if probes.status_of(data) != 200 or expect not in data:
         raise RuntimeError(f"{where}: unexpected answer: {data[:300]!r} ... {data[-200:]!r}")
 
