@@ -1,5 +1,7 @@
 """Benchmark: the proxy under Daphne against a zero-delay fake LM Studio, side by side with the fake
-itself, interleaved (proxy and direct rounds alternate, so drift on the machine hits both).
+itself, interleaved (proxy and direct rounds alternate, so drift on the machine hits both); then a size
+sweep of non-streamed conversations up to 8 MB (bench/sizes.py) and many concurrent streams through one
+proxy process (bench/streams.py).
 
     .venv/bin/python bench/run.py [--quick] [--json results.json]
 
