@@ -53,10 +53,9 @@ def time_to_first_byte(url: str, path: str, body: dict) -> float:
     return elapsed
 
 
-def time_whole_stream(url: str, path: str, body: dict, expect: bytes) -> float:
-    """Seconds from the first request byte to the end of the answer; checks the answer ends with
-    `expect` (the dialect's end marker) so a truncated stream cannot pass for a fast one."""
-    address, raw = http_request(url, path, body)
+def exchange(address: tuple[str, int], raw: bytes) -> tuple[float, bytes]:
+    """(seconds from the first request byte to the end of the answer, the whole answer) for one
+    raw `Connection: close` request."""
     chunks = []
     with socket.create_connection(address) as sock:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -65,10 +64,32 @@ def time_whole_stream(url: str, path: str, body: dict, expect: bytes) -> float:
         while piece := sock.recv(262144):
             chunks.append(piece)
         elapsed = time.perf_counter() - start
-    data = b"".join(chunks)
-    if status_of(data) != 200 or expect not in data[-4096:]:
+    return elapsed, b"".join(chunks)
+
+
+# How far from the end of an answer its end marker may start: Responses' `response.completed` event
+# carries the whole answer (about 20 KB for 2000 tokens).
+TAIL_BYTES = 256 * 1024
+
+
+def time_whole_stream(url: str, path: str, body: dict, expect: bytes) -> float:
+    """Seconds from the first request byte to the end of the answer; checks the answer ends with
+    `expect` (the dialect's end marker) so a truncated stream cannot pass for a fast one."""
+    address, raw = http_request(url, path, body)
+    elapsed, data = exchange(address, raw)
+    if status_of(data) != 200 or expect not in data[-TAIL_BYTES:]:
         raise RuntimeError(f"{url}{path}: incomplete stream: {data[:200]!r} ... {data[-200:]!r}")
     return elapsed
+
+
+def interleaved(targets: tuple[str, ...], rounds: int, measure) -> dict[str, list]:
+    """`measure(target)` for every target, round after round, the order reversed every other round
+    (so drift on the machine hits every target alike)."""
+    samples = {t: [] for t in targets}
+    for i in range(rounds):
+        for target in (targets if i % 2 == 0 else targets[::-1]):
+            samples[target].append(measure(target))
+    return samples
 
 
 # --- wrk ---------------------------------------------------------------------------------------

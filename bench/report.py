@@ -13,6 +13,11 @@ MIN_REQUESTS_PER_S = 500.0
 MAX_RSS_MB = 150.0
 MAX_RSS_GROWTH_MB = 10.0  # "flat" over the long run: allocator noise, no per-request leak
 MAX_LOGGING_COST = 0.10
+# Targets from issue #17.
+MAX_SIZE_RATIO = 1.5          # for the largest conversation, 8 MB
+SIZE_WITH_TARGET = "8 MB"
+MAX_STREAMS_RSS_MB = 300.0
+MAX_VERSION_P99_MS = 50.0
 
 
 @dataclass
@@ -32,6 +37,8 @@ def _met(ok: bool | None) -> str:
 def _num(value: float | None) -> str:
     if value is None:
         return "-"
+    if isinstance(value, int):  # a count
+        return f"{value:,}"
     return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.2f}"
 
 
@@ -73,6 +80,57 @@ def memory_rows(memory: dict) -> list[Row]:
         Row(f"proxy RSS before | after {memory['requests']:,} requests (MB)", before, after,
             f"{growth:+.1f} MB", f"flat (<= +{MAX_RSS_GROWTH_MB:g} MB)", growth <= MAX_RSS_GROWTH_MB),
     ]
+
+
+def size_rows(sizes: dict) -> list[Row]:
+    """One row per dialect and conversation size: median ms direct vs proxy, and the ratio."""
+    rows = []
+    for path, by_size in sizes.items():
+        for label, r in by_size.items():
+            direct, proxy = r["ms"]["direct"], r["ms"]["log on"]
+            ratio = proxy / direct
+            target, met = ("-", None) if label != SIZE_WITH_TARGET else (f"<= {MAX_SIZE_RATIO:g}x",
+                                                                         ratio <= MAX_SIZE_RATIO)
+            rows.append(Row(f"{path} {label} conversation, non-streamed (ms)", direct, proxy, f"{ratio:.2f}x",
+                            target, met))
+    return rows
+
+
+def stream_rows(streams: dict) -> list[Row]:
+    """The many-streams rows: direct = the same streams sent to the fake (for RSS: before; for
+    /api/version: the proxy idle, before the streams)."""
+    direct, proxy, plan = streams["direct"], streams["proxy"], streams["plan"]
+    n, log = plan["streams"], proxy["log"]
+    name = f"{n:,} streams @{1 / plan['delay']:g} tok/s"
+    rows = [
+        Row(f"{name}: errors", direct["errors"], proxy["errors"], "-", "0", proxy["errors"] == 0),
+        Row(f"{name}: complete answers", direct["complete"], proxy["complete"], "-", f"{n:,}",
+            proxy["complete"] == n),
+        Row(f"{name}: request-log rows, one each", None, log["rows"], "-", f"{n:,}",
+            log["rows"] == n and log["answers_with_id"] == n),
+        Row(f"{name}: most open at once", direct["peak_concurrent"], proxy["peak_concurrent"], "-", "-",
+            None),
+    ]
+    if direct["median_s"] and proxy["median_s"]:
+        rows.append(Row(f"{name}: median stream time, {plan['tokens']} tokens (s)", direct["median_s"],
+                        proxy["median_s"], f"{proxy['median_s'] / direct['median_s']:.2f}x", "-", None))
+    before, peak = proxy["memory"]["before"]["rss_mb"], proxy["memory"]["after"]["peak_mb"]
+    rows.append(Row(f"{name}: proxy RSS before | peak, VmHWM (MB)", before, peak, f"{peak - before:+.1f} MB",
+                    f"<= {MAX_STREAMS_RSS_MB:g} MB", peak <= MAX_STREAMS_RSS_MB))
+    return rows + version_rows(name, proxy) + [
+        Row(f"{name}: bench client CPU (% of a core)", direct["client_cpu"] * 100, proxy["client_cpu"] * 100,
+            "-", "-", None),
+        Row(f"{name}: proxy CPU (% of a core)", None, proxy["proxy_cpu"] * 100, "-", "-", None)]
+
+
+def version_rows(name: str, proxy: dict) -> list[Row]:
+    idle, loaded = proxy["version_idle"], proxy["version_loaded"]
+    p99 = loaded["p99_ms"]
+    met = p99 is not None and p99 <= MAX_VERSION_P99_MS and loaded["failures"] == 0
+    compare = f"{p99 - idle['p99_ms']:+.1f} ms" if p99 is not None and idle["p99_ms"] is not None else "-"
+    return [Row(f"{name}: /api/version p99, idle | during ({loaded['samples']} probes, "
+                f"{loaded['failures']} failed) (ms)", idle["p99_ms"], p99, compare,
+                f"<= {MAX_VERSION_P99_MS:g} ms", met)]
 
 
 def table(rows: list[Row]) -> str:

@@ -1,5 +1,7 @@
 """Benchmark: the proxy under Daphne against a zero-delay fake LM Studio, side by side with the fake
-itself, interleaved (proxy and direct rounds alternate, so drift on the machine hits both).
+itself, interleaved (proxy and direct rounds alternate, so drift on the machine hits both); then a size
+sweep of non-streamed conversations up to 8 MB (bench/sizes.py) and many concurrent streams through one
+proxy process (bench/streams.py).
 
     .venv/bin/python bench/run.py [--quick] [--json results.json]
 
@@ -23,7 +25,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import probes, report  # noqa: E402
+from bench import probes, report, sizes, streams  # noqa: E402
 from bench.servers import ALIAS, Processes, memory_mb, start_processes  # noqa: E402
 
 UPSTREAM_PATH = "/v1/chat/completions"
@@ -51,10 +53,15 @@ class Plan:
     wrk_rounds: int = 3
     wrk_seconds: float = 5.0
     rss_requests: int = 20_000
+    sizes: tuple[str, ...] = tuple(sizes.SIZES)  # the size sweep's conversations (labels of sizes.SIZES)
+    size_samples: int = 5
+    streams: streams.StreamPlan = streams.StreamPlan()
 
 
 QUICK = Plan(ttfb_samples=3, stream_samples=1, stream_tokens=200, wrk_rounds=1, wrk_seconds=1.0,
-             rss_requests=500)
+             rss_requests=500, sizes=("10 KB", "100 KB", "1 MB"), size_samples=3,
+             streams=streams.StreamPlan(streams=100, tokens=40, ramp_s=0.5, timeout_s=60, idle_probe_s=1.0,
+                                        log_wait_s=30))
 
 
 @dataclass(frozen=True)
@@ -82,12 +89,7 @@ def capture_case(procs: Processes, path: str, stream: bool) -> Case:
 
 
 def interleaved(rounds: int, measure) -> dict[str, list]:
-    """`measure(target)` for every target, round after round, the order reversed every other round."""
-    samples = {t: [] for t in TARGETS}
-    for i in range(rounds):
-        for target in (TARGETS if i % 2 == 0 else TARGETS[::-1]):
-            samples[target].append(measure(target))
-    return samples
+    return probes.interleaved(TARGETS, rounds, measure)
 
 
 def median_ms(samples: dict[str, list[float]]) -> dict[str, float]:
@@ -142,23 +144,29 @@ def measure_memory(procs: Processes, plan: Plan) -> dict:
 
 
 def run(plan: Plan) -> dict:
+    open_files = streams.raise_open_files(plan.streams.streams)  # before the servers: they inherit it
     procs = start_processes({"log on": "true", "log off": "false"})
     try:
         raw: dict = {}
         endpoints = {path: measure_endpoint(procs, path, plan, raw) for path in ENDPOINTS}
-        memory = measure_memory(procs, plan)
+        memory = measure_memory(procs, plan)  # before the size sweep, whose 8 MB bodies raise the peak RSS
+        by_size = sizes.measure_sizes(procs, ENDPOINTS, {s: sizes.SIZES[s] for s in plan.sizes},
+                                      plan.size_samples)
+        many = streams.measure_streams(procs, plan.streams)
         pinning = {"fake": procs.fake_pinned} | {f"proxy ({p.label})": p.pinned for p in procs.proxies.values()}
     finally:
         procs.close()
-    return {"endpoints": endpoints, "memory": memory, "raw": raw,
+    return {"endpoints": endpoints, "memory": memory, "sizes": by_size, "streams": many, "raw": raw,
             "meta": {"plan": asdict(plan), "pinning": pinning, "wrk": probes.WRK, "cpus": os.cpu_count(),
+                     "open_files": open_files,
                      "load_average_at_end": os.getloadavg(), "python": platform.python_version(),
                      "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}}
 
 
 def build_rows(results: dict) -> list[report.Row]:
     rows = [row for path, r in results["endpoints"].items() for row in report.endpoint_rows(path, r)]
-    return rows + report.memory_rows(results["memory"])
+    rows += report.memory_rows(results["memory"]) + report.size_rows(results["sizes"])
+    return rows + report.stream_rows(results["streams"])
 
 
 def main(argv=None) -> int:
@@ -175,7 +183,10 @@ def main(argv=None) -> int:
     print(f"pinning: {meta['pinning']}; wrk: {meta['wrk'] or 'missing (wrk rows skipped)'}; "
           f"load average at end: {', '.join(f'{x:.2f}' for x in meta['load_average_at_end'])}")
     print("direct = the fake LM Studio without the proxy (for 'logging cost': the proxy with the log off; "
-          "for RSS: before the run); proxy = request log on\n")
+          "for RSS: before the run; for /api/version: the proxy idle); proxy = request log on")
+    settings = " ".join(f"{k}={v}" for k, v in results["streams"]["settings"].items())
+    print(f"streams: a proxy of their own started with {settings}; /api/version probed every "
+          f"{plan.streams.probe_interval * 1000:g} ms on a connection of its own\n")
     print(report.table(rows))
     print(f"\n{time.monotonic() - started:.0f} s")
     if args.json:

@@ -60,6 +60,12 @@ class Processes:
     proxies: dict[str, Proxy]
     tmp: tempfile.TemporaryDirectory
 
+    def add_proxy(self, label: str, **settings) -> Proxy:
+        """Start one more proxy (stopped with the others) with its own database and `settings`."""
+        server = start_proxy(Path(self.tmp.name) / label, self.fake.url, routes=BENCH_ROUTES, **settings)
+        self.proxies[label] = Proxy(label, server, pin(server.proc.pid, PROXY_CPU))
+        return self.proxies[label]
+
     def close(self):
         for proxy in self.proxies.values():
             stop(proxy.server.proc)

@@ -15,12 +15,25 @@ def test_the_quick_benchmark_prints_its_table_and_saves_every_row(tmp_path):
     metrics = [row["metric"] for row in results["table"]]
     expected = ["/api/chat TTFB, streamed (ms)", "/v1/chat/completions 200-token stream (ms)",
                 "/v1/messages TTFB, streamed (ms)", "/v1/responses 200-token stream (ms)",
-                "proxy peak RSS, VmHWM (MB)"]
+                "proxy peak RSS, VmHWM (MB)",
+                "/api/chat 1 MB conversation, non-streamed (ms)",
+                "/v1/messages 10 KB conversation, non-streamed (ms)",
+                "/v1/responses 100 KB conversation, non-streamed (ms)",
+                "100 streams @20 tok/s: errors", "100 streams @20 tok/s: complete answers",
+                "100 streams @20 tok/s: request-log rows, one each",
+                "100 streams @20 tok/s: proxy RSS before | peak, VmHWM (MB)"]
     if shutil.which("wrk"):
         expected += ["/api/chat non-streamed req/s @32", "/v1/chat/completions logging cost: req/s log off | log on"]
         assert all(r["errors"] == 0 for e in results["endpoints"].values() for r in e["wrk"].values())
     for metric in expected:
         assert metric in metrics
         assert metric in done.stdout  # the printed table
-    assert all(row["proxy"] > 0 for row in results["table"])
+    counts = {"100 streams @20 tok/s: errors": 0, "100 streams @20 tok/s: complete answers": 100,
+              "100 streams @20 tok/s: request-log rows, one each": 100}
+    for row in results["table"]:
+        if row["metric"] in counts:
+            assert row["proxy"] == counts[row["metric"]], row
+        else:
+            assert row["proxy"] > 0, row
+    assert any(row["metric"].startswith("100 streams @20 tok/s: /api/version p99") for row in results["table"])
     assert results["memory"]["requests"] >= 500
