@@ -25,7 +25,7 @@ _SECRET_NAME = re.compile(r"token|secret|password|passwd|key|credential|authoriz
 _TOKEN_COUNT = re.compile(r"(?:max_|max_completion_|prompt_|completion_|total_|reasoning_|cached_|num_)?"
                           r"tokens(?:_per_second|_details)?", re.IGNORECASE)
 _STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
-_NESTED = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
+_STRUCTURE = re.compile(r'["\[\]{}]')
 _SCALAR = re.compile(r'[^,}\]\s]*')
 _BEARER = re.compile(r"(Bearer\s+)[^\s\"',]+", re.IGNORECASE)
 NOT_SERIALISABLE = "[not stored: the body could not be written as JSON: {error}]"
@@ -72,9 +72,16 @@ def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
 
 
 def redact_members(text: str) -> str:
-    """Serialised JSON with the value of every credential-named member replaced, at any depth."""
+    """Serialised JSON with the value of every credential-named member replaced, at any depth.
+
+    Linear in the text: outside strings JSON has no quotes, so the next quote always opens a string,
+    which is matched once; a string the cap cut off runs to the end of the text (scanning on from the
+    quotes escaped inside it would be quadratic)."""
     out, done, pos = [], 0, 0
-    while (match := _STRING_TOKEN.search(text, pos)) is not None:
+    while (start := text.find('"', pos)) >= 0:
+        match = _STRING_TOKEN.match(text, start)
+        if match is None:
+            break
         pos = match.end()
         name = match.group(1)
         if match.group(2) and _SECRET_NAME.search(name) and not _TOKEN_COUNT.fullmatch(name):
@@ -86,18 +93,20 @@ def redact_members(text: str) -> str:
 
 def _value_end(text: str, start: int) -> int:
     """Where the JSON value at `start` ends (the end of `text` when the cap cut it)."""
-    opening = text[start:start + 1]
-    if opening == '"':
-        found = _STRING.match(text, start)
-        return found.end() if found else len(text)
-    if opening not in ("{", "["):
+    if text[start:start + 1] not in ("{", "[", '"'):
         return _SCALAR.match(text, start).end()
-    depth = 0
-    for token in _NESTED.finditer(text, start):
-        mark = token.group()
-        depth += 1 if mark in ("{", "[") else -1 if mark in ("}", "]") else 0
+    depth, pos = 0, start
+    while (token := _STRUCTURE.search(text, pos)) is not None:
+        if token.group() == '"':
+            found = _STRING.match(text, token.start())
+            if found is None:
+                return len(text)
+            pos = found.end()
+        else:
+            depth += 1 if token.group() in "{[" else -1
+            pos = token.end()
         if depth == 0:
-            return token.end()
+            return pos
     return len(text)
 
 

@@ -19,10 +19,10 @@ MESSAGES = 20  # a system message, then user and assistant turns, ending with a 
 LAST_QUESTION = "Answer in one line."
 ECHO = LAST_QUESTION.encode()  # in every dialect's answer: the fake replies "... You said: <question>"
 TARGETS = ("direct", "log on")
-# A line of the kind agents send (code, newlines, a tab): JSON has to escape some of it. No double
-# quotes: escaped quotes make the request log's redaction (adminui/rows.py, _SECRET_MEMBER) quadratic
-# in the capped body, over a second per request at 64 KB, which would swamp everything else measured.
-FILLER = "def handler(request):\n\treturn {'status': 'ok', 'path': request.path}  # see notes\n"
+# A line of the kind agents send (code with double quotes, newlines, a tab): JSON has to escape some of
+# it. (Escaped quotes once made the request log's redaction quadratic in the capped body, over a second
+# per request at 64 KB; adminui/rows.py now scans each string once.)
+FILLER = 'def handler(request):\n\treturn {"status": "ok", "path": request.path}  # see notes\n'
 
 
 def conversation(total_bytes: int) -> list[tuple[str, str]]:

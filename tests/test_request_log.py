@@ -310,3 +310,15 @@ def test_the_writer_makes_rows_in_its_thread_and_drops_only_what_cannot_be_made_
     writer.stop()
     assert [row["n"] for row in written] == [1, 3] and writer.dropped == 1
     assert {row["thread"] for row in written} == {"request-log-writer"}
+
+
+@pytest.mark.parametrize("body", [
+    {"content": 'say "hi" to \\"them\\" ' * 20, "api_key": "sk-abcdefgh", "n": 1},
+    {"content": '"' * 5000, "password": "hunter2"},   # cut inside a string full of escaped quotes
+    {"nested": {"token": ["a\"]", {"b": "}"}], "after": "kept"}, "key": "k-123"},
+])
+def test_redaction_reads_strings_full_of_quotes_right(body):
+    row = exchange_to_row(finished_exchange(request_body=body), POLICY)
+    text = row["request_body"]
+    assert "sk-abcdefgh" not in text and "hunter2" not in text and "k-123" not in text
+    assert ("after" not in body.get("nested", {})) or '"after": "kept"' in text
