@@ -251,16 +251,23 @@ async def serve_from(table, route, exchange, ttl: int | None) -> tuple[BackendSt
     return state, instance_id
 
 
+async def _claim(table, route, exchange, ttl) -> str | None:
+    """The instance id the route's load settings ask for (loaded first when none is), recorded on the
+    exchange and kept alive for `ttl`; None when there is nothing to honour (no load settings, or no
+    /api/v1)."""
+    state, instance_id = await serve_from(table, route, exchange, ttl)
+    if instance_id is not None:
+        get_loader().use(state.name, instance_id, ttl, exchange)
+        exchange.instance = (state.name, instance_id, route.model)
+    return instance_id
+
+
 async def apply(table, route, upstream_body: dict, exchange) -> dict:
     """The upstream body aimed at the instance the route's load settings ask for (loaded first when
     none is): the pipeline's one hook before a request goes to LM Studio, for every dialect (it reads
     only the OpenAI-shaped body's `model` and `ttl`)."""
-    state, instance_id = await serve_from(table, route, exchange, upstream_body.get("ttl"))
-    if instance_id is None:
-        return upstream_body
-    get_loader().use(state.name, instance_id, upstream_body.get("ttl"), exchange)
-    exchange.instance = (state.name, instance_id, route.model)
-    if instance_id == upstream_body.get("model"):
+    instance_id = await _claim(table, route, exchange, upstream_body.get("ttl"))
+    if instance_id is None or instance_id == upstream_body.get("model"):
         return upstream_body
     exchange.upstream_body = {**upstream_body, "model": instance_id}
     return exchange.upstream_body
@@ -270,11 +277,8 @@ async def warm_up(table, route, exchange) -> bool:
     """Ollama's empty chat/generate (a load): load the instance the route's settings ask for. True
     when one was loaded; False when there was nothing to do here (already loaded, or no load
     settings: then the JIT warm-up of `routing.lifecycle` applies)."""
-    state, instance_id = await serve_from(table, route, exchange, exchange.ttl)
-    if instance_id is None:
+    if await _claim(table, route, exchange, exchange.ttl) is None:  # keep_alive sets its TTL
         return False
-    get_loader().use(state.name, instance_id, exchange.ttl, exchange)  # keep_alive sets its TTL
-    exchange.instance = (state.name, instance_id, route.model)
     return exchange.load is not None
 
 
