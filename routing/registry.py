@@ -12,9 +12,10 @@ Hot reload, without a database query per request:
   and kept in `RouteRegistry.error` (the admin shows it).
 - The admin's store (aliases, defaults, endpoints) is kept in memory. Saving or deleting a row
   invalidates it at once in this process (model signals, after the transaction commits); other
-  processes notice on their first request after `DB_CHECK_INTERVAL` seconds through cheap aggregate
-  queries (`max(updated_at), count` per table) and reload only when those changed. So an edit is
-  live on this process's next request and on every process within ~1 s.
+  processes check, in a worker thread, on their first request after `DB_CHECK_INTERVAL` seconds
+  through cheap aggregate queries (`max(updated_at), count` per table) and reload only when those
+  changed; that request does not wait for the check. So an edit is live on this process's next
+  request and on every process within ~1 s.
 """
 from __future__ import annotations
 
@@ -156,20 +157,23 @@ class RouteRegistry:
         self._admin = None if self._admin is None else (None, self._admin[1])
 
     async def _refresh_admin(self):
-        # One check in flight at a time; requests arriving meanwhile use the table they have.
-        if self._admin_refresh is not None:
-            if self._admin is None:
-                await asyncio.shield(self._admin_refresh)
-            return
-        from asgiref.sync import sync_to_async
+        """One check in flight at a time. Only a request with no store in hand, or one invalidated by an
+        edit in this process, waits for it; the others go on with the store they have (the periodic
+        check of another process's edits was a thread round trip and a query in a request's path)."""
+        if self._admin_refresh is None:
+            from asgiref.sync import sync_to_async
 
-        # Not thread-sensitive: a slow admin view in Django's one sync thread must not hold up requests.
-        check = sync_to_async(self._check_admin, thread_sensitive=False)
-        self._admin_refresh = asyncio.ensure_future(check())
-        try:
+            # Not thread-sensitive: a slow admin view in Django's one sync thread must not hold up requests.
+            check = sync_to_async(self._check_admin, thread_sensitive=False)
+            self._admin_refresh = asyncio.ensure_future(check())
+            self._admin_refresh.add_done_callback(self._refreshed)
+        if self._admin is None or self._admin[0] is None:
             await asyncio.shield(self._admin_refresh)
-        finally:
-            self._admin_refresh = None
+
+    def _refreshed(self, future: asyncio.Future):
+        self._admin_refresh = None
+        if not future.cancelled():
+            future.exception()  # retrieved: _check_admin logs its own failures
 
     def _check_admin(self):
         """Runs in a worker thread: reload the admin's store only when the signature moved."""

@@ -6,6 +6,7 @@ loopback ports, started once per session.
 """
 from __future__ import annotations
 
+import asyncio
 import glob
 import os
 import shutil
@@ -103,6 +104,17 @@ def no_request_log_in_process():
 
 
 # --- processes for end-to-end tests ------------------------------------------------------------
+
+
+async def table_once_checked(registry, ready, tries: int = 200):
+    """The registry's table once `ready(table)` holds (or the last one after `tries`): the request after
+    the check interval starts the database check without waiting for it (routing/registry.py)."""
+    for _ in range(tries):
+        table = await registry.table()
+        if ready(table):
+            break
+        await asyncio.sleep(0.01)
+    return table
 
 
 def free_port() -> int:
