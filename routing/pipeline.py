@@ -154,15 +154,14 @@ async def _generation(endpoint: Endpoint, body: dict, events, requested: str, st
     translator = endpoint.translator(requested, body)
     if not stream:
         return await _whole(events, translator, exchange)
-    # Read the first event before answering, so a failure to start is a JSON error, not a broken stream.
+    # Read the first events before answering, so a failure to start is a JSON error, not a broken
+    # stream; they go out with the head, in one write.
     try:
-        first = [await anext(events)]
-    except StopAsyncIteration:
-        first = []
+        await events.started()
     except BaseException:
         await events.aclose()
         raise
-    streaming = StreamingHttpResponse(relay(events, first, translator, endpoint.dialect, exchange),
+    streaming = StreamingHttpResponse(relay(events, translator, endpoint.dialect, exchange),
                                       content_type=endpoint.dialect.content_type)
     streaming["X-Request-Id"] = exchange.id
     streaming["Cache-Control"] = "no-cache"

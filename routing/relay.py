@@ -29,23 +29,15 @@ def record_answer(exchange: Exchange, answer: Answer):
     exchange.completion_tokens = answer.completion_tokens
 
 
-async def _after(first: list[dict], batches: AsyncIterator[list[dict]]) -> AsyncIterator[list[dict]]:
-    """The events already read (if any) as a first batch, then the rest."""
-    if first:
-        yield first
-    async for batch in batches:
-        yield batch
-
-
-async def relay(events: EventStream, first: list[dict], translator: Translator,
-                dialect: Dialect, exchange: Exchange) -> AsyncIterator[bytes]:
-    """Translate and frame a stream. `first` holds events already read (to check the stream started)."""
+async def relay(events: EventStream, translator: Translator, dialect: Dialect,
+                exchange: Exchange) -> AsyncIterator[bytes]:
+    """Translate and frame a stream (whose first events may already have been read: `started()`)."""
     frame, timing = dialect.frame, exchange.timing
     OPEN_STREAMS.inc()
     try:
         # One write per batch of events that arrived together: never waits for more, so no token is
         # delayed, but a burst costs one trip through Django and Daphne instead of one per token.
-        async for batch in _after(first, events.batches()):
+        async for batch in events.batches():
             chunks = [chunk for event in batch for chunk in translator.feed(event)]
             if chunks:
                 timing.mark_first_token()

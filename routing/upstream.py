@@ -237,6 +237,15 @@ class EventStream:
     def __aiter__(self):
         return self
 
+    async def started(self) -> bool:
+        """Wait for the first events (kept for `batches()`); False if the stream ended without any."""
+        try:
+            while not self._pending:
+                self._pending.extend(await anext(self._batches))
+        except StopAsyncIteration:
+            return False
+        return True
+
     async def __anext__(self) -> dict:
         while not self._pending:
             self._pending.extend(await anext(self._batches))

@@ -165,7 +165,7 @@ async def test_a_client_leaving_mid_stream_closes_upstream_and_is_recorded_once(
     observers.register(seen.append)
     try:
         exchange = Exchange(api="ollama", endpoint="/api/chat")
-        stream = relay(EventStream(batches()), [], OllamaTranslator("coder", "chat"), OLLAMA, exchange)
+        stream = relay(EventStream(batches()), OllamaTranslator("coder", "chat"), OLLAMA, exchange)
         assert b"tok0" in await anext(stream)
         assert OPEN_STREAMS._value.get() == 1
         await stream.aclose()  # what the server does when the client hangs up
