@@ -85,6 +85,7 @@ class ApiHandler(ASGIHandler):
 
         async def process_request():
             response = await self.run_get_response(request)
+            with_length(response)
             try:
                 await self.send_response(response, send)
             except asyncio.CancelledError:  # the client disconnected while it was sent
@@ -144,6 +145,14 @@ class ApiHandler(ASGIHandler):
                 return io.BytesIO(b"".join(chunks))
 
 
+def with_length(response):
+    """A whole (not streamed) answer gets its Content-Length, as CommonMiddleware gives the site's: without
+    it Daphne sends the body chunked, as three writes (head, chunk, terminator) instead of one."""
+    if not response.streaming and not response.has_header("Content-Length") and \
+            response.status_code not in (204, 304) and response.status_code >= 200:
+        response.headers["Content-Length"] = str(len(response.content))
+
+
 _resolved: dict = {}  # path -> ResolverMatch, for ApiHandler (the URLconf never changes at run time)
 
 
@@ -192,3 +201,4 @@ application = ProtocolTypeRouter({
     # The host and the whole origin (scheme, host, port) are checked by the consumer.
     "websocket": AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
 })
+server.tune_gc()  # everything is imported and built: keep it out of the collector's way
