@@ -2,6 +2,8 @@
 helpers the end-to-end tests use (`tests/conftest.py`), pinned to cores when `taskset` exists."""
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import subprocess
 import sys
@@ -23,8 +25,8 @@ aliases:
     model: {UPSTREAM_MODEL}
     temperature: 0.2
 """
-# The proxy gets a core of its own; the fake LM Studio the other. The client side (this script, wrk)
-# is left to the scheduler: on a 2-core machine there is no third core to give it.
+# The proxy gets a core of its own; the fake LM Studio the other, shared with the client side (this
+# script and wrk, `client_on_fake_core`): on a 2-core machine there is no third core to give them.
 PROXY_CPU, FAKE_CPU = 0, 1
 
 
@@ -73,20 +75,38 @@ class Processes:
         self.tmp.cleanup()
 
 
-def start_processes(log_settings: dict[str, str]) -> Processes:
-    """Start the fake and one proxy per `label -> REQUEST_LOG value`."""
+def start_processes(log_settings: dict[str, str], runserver: frozenset[str] = frozenset()) -> Processes:
+    """Start the fake and one proxy per `label -> REQUEST_LOG value`: under Daphne, or under
+    `manage.py runserver` for the labels in `runserver`."""
     tmp = tempfile.TemporaryDirectory(prefix="shim-bench-")
     fake = start_fake_lmstudio()
     fake_pinned = pin(fake.proc.pid, FAKE_CPU)
     proxies: dict[str, Proxy] = {}
     try:
         for label, request_log in log_settings.items():
-            server = start_proxy(Path(tmp.name) / label, fake.url, routes=BENCH_ROUTES, REQUEST_LOG=request_log)
+            server = start_proxy(Path(tmp.name) / label, fake.url, routes=BENCH_ROUTES,
+                                 runserver=label in runserver, REQUEST_LOG=request_log)
             proxies[label] = Proxy(label, server, pin(server.proc.pid, PROXY_CPU))
     except BaseException:
         Processes(fake, fake_pinned, proxies, tmp).close()
         raise
     return Processes(fake, fake_pinned, proxies, tmp)
+
+
+@contextlib.contextmanager
+def client_on_fake_core():
+    """Run this process (and wrk, its child) on the fake's core for the block. Left to the scheduler, the
+    client woke up on the proxy's core half the time and waited there for the proxy to finish its
+    work: up to a millisecond added to the proxy's time to first byte that the proxy did not cause."""
+    if not hasattr(os, "sched_setaffinity") or FAKE_CPU not in os.sched_getaffinity(0):
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {FAKE_CPU})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
 
 
 def memory_mb(pid: int) -> dict[str, float]:

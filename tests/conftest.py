@@ -212,8 +212,16 @@ def proxy_env(tmp: Path, lmstudio_url: str, **extra) -> dict:
     return env
 
 
-def start_proxy(tmp: Path, lmstudio_url: str, routes: str = E2E_ROUTES, **extra) -> ProxyServer:
-    """Migrate a fresh database and start the proxy under Daphne, as users run it in production."""
+def server_command(port: int, runserver: bool = False) -> list[str]:
+    """The proxy under Daphne, as in production, or under `manage.py runserver` (the README's ./serve)."""
+    if runserver:
+        return [PY, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"]
+    return [PY, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "shimsite.asgi:application"]
+
+
+def start_proxy(tmp: Path, lmstudio_url: str, routes: str = E2E_ROUTES, runserver: bool = False,
+                **extra) -> ProxyServer:
+    """Migrate a fresh database and start the proxy (`server_command`)."""
     tmp.mkdir(parents=True, exist_ok=True)
     (tmp / "routes.yaml").write_text(routes)
     env = proxy_env(tmp, lmstudio_url, **extra)
@@ -221,8 +229,7 @@ def start_proxy(tmp: Path, lmstudio_url: str, routes: str = E2E_ROUTES, **extra)
     port = free_port()
     # The server's output goes to a file, never a pipe nobody reads (a full pipe would block it).
     with open(tmp / "server.log", "ab") as log:
-        proc = subprocess.Popen([PY, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-                                 "shimsite.asgi:application"], cwd=ROOT, env=env,
+        proc = subprocess.Popen(server_command(port, runserver), cwd=ROOT, env=env,
                                 stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     wait_until_serving(url, proc, tmp / "server.log")
