@@ -140,9 +140,10 @@ class ApiHandler(ASGIHandler):
             message = await receive()
             if message["type"] == "http.disconnect":
                 raise RequestAborted()
-            chunks.append(message.get("body", b""))
+            if body := message.get("body", b""):
+                chunks.append(body)
             if not message.get("more_body", False):
-                return io.BytesIO(b"".join(chunks))
+                return io.BytesIO(b"".join(chunks))  # one chunk: no copy (join and BytesIO share it)
 
 
 def with_length(response):
