@@ -168,13 +168,10 @@ class Upstream:
             if response.is_stream_consumed:  # a whole JSON answer (checked in `open`): one event
                 yield [orjson.loads(response.content)]
                 return
-            async with self.mapped_errors(), contextlib.aclosing(aiter(response.stream)) as pieces:
-                # The transport's own stream, closed here: httpx's `aiter_raw` wraps it in a generator
-                # that leaves the inner one to the garbage collector, which closes it through the
-                # loop's finalizer hook, a thread-safe wake-up (a write to the self-pipe) per request.
+            async with self.mapped_errors(), raw_reader(response) as read:
                 buffer = b""
                 with ReadWatchdog(response, self.timeout.read) as watchdog:
-                    async for piece in pieces:
+                    while piece := await read():
                         watchdog.touch()
                         *lines, buffer = (buffer + piece).split(b"\n")
                         batch, end = parse_sse_lines(lines)
@@ -192,6 +189,26 @@ class Upstream:
 
     async def aclose(self):
         await self.transport.aclose()
+
+
+@contextlib.asynccontextmanager
+async def raw_reader(response: httpx.Response):
+    """An async function returning the next bytes of a response's body as they arrive (b"" at its end).
+
+    On the aiohttp transport, aiohttp's own `readany`: everything received so far, without the two
+    async generators the transport and httpx put around it (per token, under 1,000 streams), with
+    aiohttp's errors turned into httpx's as the transport does. On any other transport (tests'), the
+    transport's stream, closed here: httpx's `aiter_raw` would leave it to the garbage collector, which
+    closes it through the loop's finalizer hook, a thread-safe wake-up per request."""
+    aiohttp_response = getattr(response.stream, "_aiohttp_response", None)
+    if aiohttp_response is not None:
+        from httpx_aiohttp.transport import map_aiohttp_exceptions
+
+        with map_aiohttp_exceptions():
+            yield aiohttp_response.content.readany
+        return
+    async with contextlib.aclosing(aiter(response.stream)) as pieces:
+        yield lambda: anext(pieces, b"")
 
 
 class ReadWatchdog:
