@@ -82,13 +82,13 @@ def time_whole_stream(url: str, path: str, body: dict, expect: bytes) -> float:
     return elapsed
 
 
-def interleaved(targets: tuple[str, ...], rounds: int, measure) -> dict[str, list]:
-    """`measure(target)` for every target, round after round, the order reversed every other round
-    (so drift on the machine hits every target alike)."""
+def interleaved(targets: tuple[str, ...], rounds: int, measure, block: int = 1) -> dict[str, list]:
+    """`measure(target)` `block` times in a row for every target, round after round, the order reversed
+    every other round (so drift on the machine hits every target alike)."""
     samples = {t: [] for t in targets}
     for i in range(rounds):
         for target in (targets if i % 2 == 0 else targets[::-1]):
-            samples[target].append(measure(target))
+            samples[target] += [measure(target) for _ in range(block)]
     return samples
 
 
