@@ -16,7 +16,7 @@ from .errors import ProxyError
 from .exchange import DISCONNECTED, Exchange
 from .metrics import OPEN_STREAMS
 from .observers import exchange_finished
-from .upstream import EventStream
+from .events import EventStream
 
 log = logging.getLogger(__name__)
 

@@ -150,7 +150,7 @@ async def test_a_client_leaving_mid_stream_closes_upstream_and_is_recorded_once(
     from routing.dialects.ollama import Translator as OllamaTranslator
     from routing.dialects.ollama import DIALECT as OLLAMA
     from routing.relay import relay
-    from routing.upstream import EventStream
+    from routing.events import EventStream
 
     upstream_closed = []
 

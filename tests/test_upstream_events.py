@@ -2,7 +2,7 @@
 import pytest
 
 from routing.errors import UpstreamError
-from routing.upstream import _DONE, EventStream, parse_sse_lines
+from routing.events import _DONE, EventStream, parse_sse_lines
 
 
 
