@@ -6,8 +6,8 @@ request log and the metrics live.
 """
 from __future__ import annotations
 
+import secrets
 import time
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
@@ -42,6 +42,15 @@ class Timing:
         return self._end() - (self.first_token or self._end())
 
 
+def new_request_id() -> str:
+    """32 hex digits, in time order: the Unix time in milliseconds (12), then 80 random bits (20).
+
+    The request log's unique index on the id takes each new row at its end. A random id (uuid4) put each
+    row on a random page of that index: an insert cost 24 µs on an empty log and 64 µs at 150,000 rows,
+    and went on growing, CPU taken from the proxy's core (SQLite WAL, batches of 30 rows)."""
+    return f"{time.time_ns() // 1_000_000:012x}{secrets.token_hex(10)}"
+
+
 # How an exchange ended, besides its HTTP status.
 OK, FAILED, DISCONNECTED = "ok", "error", "client disconnected"
 
@@ -50,7 +59,7 @@ OK, FAILED, DISCONNECTED = "ok", "error", "client disconnected"
 class Exchange:
     api: str                      # "ollama" | "openai"
     endpoint: str                 # e.g. "/api/chat"
-    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    id: str = field(default_factory=lambda: new_request_id())
     started_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     timing: Timing = field(default_factory=Timing)
     client: str = ""
