@@ -8,7 +8,7 @@ accept a system message only in first place); nothing is stored, so `previous_re
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import BadRequest, ProxyError
 from ..exchange import Timing
@@ -192,11 +192,13 @@ class Translator(ItemTranslator):
     def _at(self) -> dict:
         return {"item_id": self._item["id"], "output_index": len(self._done)}
 
-    def _into(self, key: object, item: dict) -> list[dict]:
-        """Events that make `item` the open output item (finishing the previous one)."""
+    def _into(self, key: object, new_item: Callable[[], dict]) -> list[dict]:
+        """Events that make a `new_item()` the open output item (finishing the previous one), unless the
+        item for `key` is open already (then nothing: the item, and its id, is made once, not per token)."""
         if self._key == key:
             return []
         out = self._close()
+        item = new_item()
         self._key, self._item = key, item
         out.append(self._event("response.output_item.added", output_index=len(self._done), item=dict(item)))
         if item["type"] == "reasoning":
@@ -233,21 +235,21 @@ class Translator(ItemTranslator):
         return out
 
     def thinking_delta(self, text: str) -> list[dict]:
-        out = self._into("reasoning", {"type": "reasoning", "id": new_id("rs_"), "summary": [], "_text": ""})
+        out = self._into("reasoning", lambda: {"type": "reasoning", "id": new_id("rs_"), "summary": [], "_text": ""})
         self._item["_text"] += text
         return out + [self._event("response.reasoning_summary_text.delta", **self._at(), summary_index=0, delta=text)]
 
     def text_delta(self, text: str) -> list[dict]:
-        out = self._into("message", {"type": "message", "id": new_id("msg_"), "status": "in_progress",
-                                     "role": "assistant", "content": [], "_text": ""})
+        out = self._into("message", lambda: {"type": "message", "id": new_id("msg_"), "status": "in_progress",
+                                             "role": "assistant", "content": [], "_text": ""})
         self._item["_text"] += text
         return out + [self._event("response.output_text.delta", **self._at(), content_index=0, delta=text,
                                   logprobs=[])]
 
     def tool_delta(self, index: int, call: ToolCallBuffer, piece: str) -> list[dict]:
         call.id = call.id or new_id("call_")
-        out = self._into(("tool", index), {"type": "function_call", "id": new_id("fc_"), "call_id": call.id,
-                                           "name": call.name, "arguments": "", "status": "in_progress"})
+        out = self._into(("tool", index), lambda: {"type": "function_call", "id": new_id("fc_"), "call_id": call.id,
+                                                   "name": call.name, "arguments": "", "status": "in_progress"})
         if piece:
             self._item["arguments"] += piece
             out.append(self._event("response.function_call_arguments.delta", **self._at(), delta=piece))
