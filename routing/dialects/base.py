@@ -116,17 +116,16 @@ class Answer:
     def text(self) -> str:
         return "".join(self.content)
 
-    def add_delta(self, delta: dict) -> tuple[str, str]:
-        """Record one chunk's delta; returns its (content, thinking) text."""
+    def add_delta(self, delta: dict, thinking: bool = True) -> tuple[str, str, list[tuple[int, ToolCallBuffer, str]]]:
+        """Record one chunk's delta, its reasoning only when `thinking` (the client may turn it off);
+        returns its content, its reasoning and its tool-call fragments (`add_tool_fragment`'s)."""
         text = delta.get("content") or ""
-        thought = delta.get("reasoning") or delta.get("reasoning_content") or ""
+        thought = (delta.get("reasoning") or delta.get("reasoning_content") or "") if thinking else ""
         if text:
             self.content.append(text)
         if thought:
             self.thinking.append(thought)
-        for frag in delta.get("tool_calls") or ():
-            self.add_tool_fragment(frag)
-        return text, thought
+        return text, thought, [self.add_tool_fragment(frag) for frag in delta.get("tool_calls") or ()]
 
     def add_tool_fragment(self, frag: dict) -> tuple[int, ToolCallBuffer, str]:
         """Record one streamed tool-call fragment; returns (its index, its call, the arguments piece)."""
@@ -216,16 +215,14 @@ class ItemTranslator:
         self.answer.add_usage(event.get("usage"))
         out = self.started()
         for choice in event.get("choices") or ():
-            delta = choice.get("delta") or choice.get("message") or {}
-            thought = (delta.get("reasoning") or delta.get("reasoning_content") or "") if self.thinking else ""
+            text, thought, fragments = self.answer.add_delta(choice.get("delta") or choice.get("message") or {},
+                                                             self.thinking)
             if thought:
-                self.answer.thinking.append(thought)
                 out += self.thinking_delta(thought)
-            if text := delta.get("content") or "":
-                self.answer.content.append(text)
+            if text:
                 out += self.text_delta(text)
-            for frag in delta.get("tool_calls") or ():
-                out += self.tool_delta(*self.answer.add_tool_fragment(frag))
+            for fragment in fragments:
+                out += self.tool_delta(*fragment)
             if choice.get("finish_reason"):
                 self.answer.finish_reason = choice["finish_reason"]
         return out

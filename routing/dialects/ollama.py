@@ -16,7 +16,7 @@ from ..durations import parse_duration, ttl_seconds
 from ..errors import BadRequest, ProxyError, error_body
 from ..exchange import Timing
 from ..overrides import OLLAMA_NAMES, check_params, options_to_params
-from .base import Answer, Dialect, ndjson, require_model  # noqa: F401  (require_model: Ollama's name/model)
+from .base import Answer, Dialect, ndjson
 
 DIALECT = Dialect("ollama", "application/x-ndjson", ndjson, stream_by_default=True)
 
@@ -326,9 +326,7 @@ class Translator:
         for choice in event.get("choices") or ():
             # chat chunks carry a delta, whole answers a message, text completions (raw) `text`
             delta = choice.get("delta") or choice.get("message") or {"content": choice.get("text")}
-            if not self.thinking:
-                delta = {k: v for k, v in delta.items() if k not in ("reasoning", "reasoning_content")}
-            text, thought = self.answer.add_delta(delta)
+            text, thought, _ = self.answer.add_delta(delta, self.thinking)
             if text or thought:
                 out.append(self._chunk(text, thought))
             if choice.get("finish_reason"):
