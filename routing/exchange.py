@@ -57,9 +57,9 @@ OK, FAILED, DISCONNECTED = "ok", "error", "client disconnected"
 
 @dataclass
 class Exchange:
-    api: str                      # "ollama" | "openai"
+    api: str                      # the client's dialect: "ollama" | "openai" | "responses" | "anthropic"
     endpoint: str                 # e.g. "/api/chat"
-    id: str = field(default_factory=lambda: new_request_id())
+    id: str = field(default_factory=new_request_id)
     started_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     timing: Timing = field(default_factory=Timing)
     client: str = ""

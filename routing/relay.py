@@ -13,10 +13,10 @@ from typing import AsyncIterator
 
 from .dialects.base import Answer, Dialect, Translator
 from .errors import ProxyError
+from .events import EventStream
 from .exchange import DISCONNECTED, Exchange
 from .metrics import OPEN_STREAMS
 from .observers import exchange_finished
-from .events import EventStream
 
 log = logging.getLogger(__name__)
 

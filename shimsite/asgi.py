@@ -22,9 +22,8 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 from django.core.exceptions import ImproperlyConfigured, RequestAborted  # noqa: E402
-from django.core.handlers.asgi import ASGIHandler  # noqa: E402
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix  # noqa: E402
 from django.core.handlers.exception import convert_exception_to_response  # noqa: E402
-from django.core.handlers.asgi import get_script_prefix  # noqa: E402
 from django.core.signals import request_finished, request_started  # noqa: E402
 from django.urls import path, set_script_prefix  # noqa: E402
 from django.utils.log import log_response  # noqa: E402

@@ -180,9 +180,9 @@ def release_free_memory_soon():
 
 
 def release_free_memory():
-    """Give the memory freed after a large body back to the system. A body passes through Daphne's
-    queue in thousands of small chunks, and glibc keeps the heap they leave behind: without this, a
-    30 MiB request left the process 90 MiB larger for good. The cycles a request leaves (and the body
+    """Give the memory freed after a large body back to the system. A body arrives in hundreds of
+    64 kB reads, and glibc keeps the heap they leave behind: without this, a 30 MiB request left the
+    process 90 MiB larger for good (when Daphne also passed it on in 8 kB messages). The cycles a request leaves (and the body
     they may hold) are collected first: with GC_THRESHOLDS that could otherwise take a while. The
     trim is a no-op where there is no glibc."""
     global _release_pending
@@ -259,7 +259,8 @@ def unsent(connection, data: bytes) -> bytes:
 # streams keep a few hundred thousand objects alive, so collections ran hundreds of times a second and
 # the full ones, over everything, paused the loop for up to 290 ms (gc.callbacks, bench/streams.py):
 # 1.8 s of collection in a 10 s run. Collecting every 20,000 new objects took a fifth of that, in pauses
-# of 30 ms at most (and one of 70 ms). Short-lived objects are freed by reference counting either way; only cycles wait longer.
+# of 30 ms at most (and one of 70 ms). Short-lived objects are freed by reference counting either way;
+# only cycles wait longer.
 GC_THRESHOLDS = (20_000, 20, 20)
 
 
@@ -285,7 +286,8 @@ def hold(transport) -> bool:
 
     An answer's head, its first chunk and the chunked-encoding frames around a chunk are separate
     writes, each its own `send` and its own wake-up of the client; on loopback each `send` also runs
-    the receiver's TCP processing (cProfile: 40 µs a `send` on the benchmark machine). `GatedRequest` holds them for one ASGI message."""
+    the receiver's TCP processing (cProfile: 40 µs a `send` on the benchmark machine). `GatedRequest`
+    holds them for one ASGI message."""
     from twisted.internet import tcp
 
     if not isinstance(transport, tcp.Connection) or transport._held is not None:
