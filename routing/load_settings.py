@@ -44,7 +44,7 @@ def effective(alias, defaults) -> tuple[Mapping[str, Any], int | None]:
         own = getattr(alias, key, None) if alias is not None else None
         return own if own is not None else getattr(defaults, key, None)
 
-    settings = {key: pick(key) for key in LOAD_SETTINGS if pick(key) is not None}
+    settings = {key: value for key in LOAD_SETTINGS if (value := pick(key)) is not None}
     return MappingProxyType(settings), pick(NUM_CTX_KEY)
 
 
