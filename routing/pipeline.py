@@ -86,9 +86,9 @@ async def resolve_route(table: RouteTable, requested: str) -> Route:
     return route
 
 
-def begin_exchange(request: HttpRequest, endpoint: Endpoint) -> Exchange:
-    return Exchange(api=endpoint.api, endpoint=endpoint.path,
-                    client=request.META.get("REMOTE_ADDR", ""),
+def begin_exchange(request: HttpRequest, api: str, path: str) -> Exchange:
+    """The record of a request to `path` by a client of the `api` dialect."""
+    return Exchange(api=api, endpoint=path, client=request.META.get("REMOTE_ADDR", ""),
                     user_agent=request.META.get("HTTP_USER_AGENT", "")[:300])
 
 
@@ -97,7 +97,7 @@ async def proxy(request: HttpRequest, endpoint: Endpoint) -> HttpResponse:
 
     Streamed answers are recorded by the relay when the stream ends; everything else here.
     """
-    exchange = begin_exchange(request, endpoint)
+    exchange = begin_exchange(request, endpoint.api, endpoint.path)
     try:
         response = await _proxy(request, endpoint, exchange)
     except ProxyError as exc:

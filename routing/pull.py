@@ -33,15 +33,15 @@ from .errors import BadRequest, EndpointMissing, ModelNotFound, NotSupported, Pr
     UpstreamTimeout
 from .exchange import DISCONNECTED, Exchange
 from .observers import exchange_finished
-from .dialects.base import require_model, strict_bool
-from .pipeline import parse_body, resolve_route
+from .dialects.base import ndjson, require_model, strict_bool
+from .dialects.ollama import DIALECT as OLLAMA
+from .pipeline import begin_exchange, parse_body, resolve_route
 from .registry import get_registry
 from .table import Route, RouteTable, normalize_name
 
 log = logging.getLogger(__name__)
 
 LIST_WAIT = 10.0  # seconds a finished download may take to appear in LM Studio's model list
-NDJSON = "application/x-ndjson"
 FINISHING = ({"status": "verifying sha256 digest"}, {"status": "writing manifest"})
 
 
@@ -249,10 +249,6 @@ async def until_listed(pull: Pull, patience: float):
 # --- The answer ----------------------------------------------------------------------------------
 
 
-def ndjson(line: dict) -> bytes:
-    return orjson.dumps(line) + b"\n"
-
-
 async def stream(lines: AsyncIterator[dict], exchange: Exchange) -> AsyncIterator[bytes]:
     """The progress as NDJSON, one line per write; a failure is a last `{"error"}` line, never
     success. The exchange is recorded once, however the stream ends."""
@@ -298,7 +294,7 @@ def one_answer(line: dict, streamed: bool, exchange: Exchange) -> HttpResponse:
     newline), else one JSON object; the exchange is recorded."""
     exchange_finished(exchange)
     response = HttpResponse(ndjson(line) if streamed else orjson.dumps(line),
-                            content_type=NDJSON if streamed else "application/json")
+                            content_type=OLLAMA.content_type if streamed else "application/json")
     response["X-Request-Id"] = exchange.id
     return response
 
@@ -306,8 +302,7 @@ def one_answer(line: dict, streamed: bool, exchange: Exchange) -> HttpResponse:
 async def answer(request: HttpRequest) -> HttpResponse:
     """Serve `POST /api/pull`; every outcome is recorded once in the request history. ProxyErrors
     before the answer starts are raised for the view to answer as JSON errors."""
-    exchange = Exchange(api="ollama", endpoint="/api/pull", client=request.META.get("REMOTE_ADDR", ""),
-                        user_agent=request.META.get("HTTP_USER_AGENT", "")[:300])
+    exchange = begin_exchange(request, OLLAMA.name, "/api/pull")
     try:
         body = parse_body(request)
         exchange.request_body = body
@@ -327,7 +322,7 @@ async def answer(request: HttpRequest) -> HttpResponse:
         exchange.fail(499, "client disconnected; LM Studio keeps downloading", DISCONNECTED)
         exchange_finished(exchange)
         raise
-    response = StreamingHttpResponse(stream(progress(pull), exchange), content_type=NDJSON)
+    response = StreamingHttpResponse(stream(progress(pull), exchange), content_type=OLLAMA.content_type)
     response["Cache-Control"] = "no-cache"
     response["X-Request-Id"] = exchange.id
     return response
