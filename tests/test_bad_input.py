@@ -29,6 +29,12 @@ def test_it_measures_nesting_without_recursion(depth, too_deep):
     assert depth_exceeds(body, MAX_JSON_DEPTH) is too_deep
 
 
+@pytest.mark.parametrize("deep_branch, too_deep", [(MAX_JSON_DEPTH - 1, False), (MAX_JSON_DEPTH, True)])
+def test_one_deep_branch_among_many_shallow_ones_counts(deep_branch, too_deep):
+    body = {"tools": [{"schema": {"type": "object"}} for _ in range(5000)], "deep": nested(deep_branch)}
+    assert depth_exceeds(body, MAX_JSON_DEPTH) is too_deep
+
+
 @pytest.mark.parametrize("raw", [b"[" * 2000 + b"]" * 2000, b'{"a":' * 1100 + b"1" + b"}" * 1100,
                                  b'{"messages":' + b"[" * 300 + b"]" * 300 + b"}"])
 def test_bodies_deeper_than_the_limit_are_a_bad_request(raw):
