@@ -34,11 +34,16 @@ from shimsite import server  # noqa: E402
 
 from routing.registry import get_registry  # noqa: E402
 from routing.routes import RouteTableError  # noqa: E402
+from routing.upstream import get_upstream  # noqa: E402
 
 try:  # refuse to start on a broken routes file, and say why in one line
     get_registry()
 except RouteTableError as exc:
     sys.exit(f"error: {exc}")
+# The client to LM Studio is made now, not in the first request: importing aiohttp and loading the
+# certificates of its TLS context made that request about 0.2 s slower. (Its connections are opened
+# on first use, on the server's loop.)
+get_upstream()
 
 MIDDLEWARE_HOOKS = ("process_view", "process_template_response", "process_exception")
 
