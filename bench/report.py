@@ -123,10 +123,19 @@ def stream_rows(streams: dict) -> list[Row]:
     before, peak = proxy["memory"]["before"]["rss_mb"], proxy["memory"]["after"]["peak_mb"]
     rows.append(Row(f"{name}: proxy RSS before | peak, VmHWM (MB)", before, peak, f"{peak - before:+.1f} MB",
                     f"<= {MAX_STREAMS_RSS_MB:g} MB", peak <= MAX_STREAMS_RSS_MB))
+    fake, cpu = direct["server_cpu"], proxy["server_cpu"]
     return rows + version_rows(name, proxy) + [
         Row(f"{name}: bench client CPU (% of a core)", direct["client_cpu"] * 100, proxy["client_cpu"] * 100,
             "-", "-", None),
-        Row(f"{name}: proxy CPU (% of a core)", None, proxy["proxy_cpu"] * 100, "-", "-", None)]
+        # direct: the fake LM Studio serving the streams itself (on the core it shares with the client)
+        Row(f"{name}: server CPU, user + system (% of a core)", (fake["user"] + fake["system"]) * 100,
+            (cpu["user"] + cpu["system"]) * 100,
+            f"user {cpu['user'] * 100:.0f}%, system {cpu['system'] * 100:.0f}%", "-", None),
+        # the streams' whole cost (opening them included) over their tokens
+        Row(f"{name}: server CPU per token, user + system (us)",
+            fake["user_us_per_token"] + fake["system_us_per_token"],
+            cpu["user_us_per_token"] + cpu["system_us_per_token"],
+            f"user {cpu['user_us_per_token']:.0f}, system {cpu['system_us_per_token']:.0f}", "-", None)]
 
 
 def version_rows(name: str, proxy: dict) -> list[Row]:

@@ -198,25 +198,37 @@ def logged_rows(server, request_ids: list[str], wait_s: float) -> dict:
             "answers_with_id": len(wanted), "streams": len(request_ids)}
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process so far (/proc/<pid>/stat)."""
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process so far (/proc/<pid>/stat)."""
     with open(f"/proc/{pid}/stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / os.sysconf("SC_CLK_TCK"), int(fields[12]) / os.sysconf("SC_CLK_TCK")
+
+
+def server_cpu(pid: int, before: tuple[float, float], result: dict, plan: StreamPlan) -> dict:
+    """The CPU a server (the fake, or the proxy) used since `before` (`cpu_seconds`), while the streams
+    of `result` ran: user and system, as a share of a core and per token (stream set-up included). The
+    system part is the kernel's: for the proxy, a recv from LM Studio and a send to the client per token."""
+    user, system = (after - was for after, was in zip(cpu_seconds(pid), before))
+    start, end = result["window"]
+    tokens = plan.streams * plan.tokens
+    return {"user": user / (end - start), "system": system / (end - start),
+            "user_us_per_token": user / tokens * 1e6, "system_us_per_token": system / tokens * 1e6}
 
 
 def through_proxy(procs: Processes, proxy, plan: StreamPlan) -> dict:
     """The streams through `proxy`, with /api/version probed alone first and then while they run."""
     raws = proxy_requests(proxy.url, plan.streams)
     parts = urlsplit(proxy.url)
-    before, cpu = memory_mb(proxy.pid), cpu_seconds(proxy.pid)
+    before = memory_mb(proxy.pid)
     limit = plan.idle_probe_s + plan.timeout_s + 30
     with VersionProbe((parts.hostname, parts.port), plan.probe_interval, limit) as probe:
         time.sleep(plan.idle_probe_s)
+        cpu = cpu_seconds(proxy.pid)
         result = run_streams(proxy.url, raws, END["proxy"], plan)
+        result["server_cpu"] = server_cpu(proxy.pid, cpu, result, plan)
         samples = probe.samples()
     start, end = result.pop("window")
-    result["proxy_cpu"] = (cpu_seconds(proxy.pid) - cpu) / (end - start)
     # the idle window skips the probe's first half second (its connection, the view's first call)
     result["version_idle"] = latency_summary(samples, samples[0][0] + 0.5 if samples else 0, start)
     result["version_loaded"] = latency_summary(samples, start, end)
@@ -231,9 +243,11 @@ def measure_streams(procs: Processes, plan: StreamPlan) -> dict:
     direct_body = upstream_body(procs, proxy.url)
     procs.fake.reset()
     procs.fake.script(tokens=plan.tokens, delay=plan.delay)
+    cpu = cpu_seconds(procs.fake.proc.pid)
     direct = run_streams(procs.fake.url,
                          [stream_request(procs.fake.url, UPSTREAM_PATH, direct_body)] * plan.streams,
                          END["direct"], plan)
+    direct["server_cpu"] = server_cpu(procs.fake.proc.pid, cpu, direct, plan)
     for key in ("window", "request_ids"):
         direct.pop(key)
     procs.fake.reset()  # the recording of the direct run

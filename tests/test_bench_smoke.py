@@ -21,7 +21,8 @@ def test_the_quick_benchmark_prints_its_table_and_saves_every_row(tmp_path):
                 "/v1/responses 100 KB conversation, non-streamed (ms)",
                 "100 streams @20 tok/s: errors", "100 streams @20 tok/s: complete answers",
                 "100 streams @20 tok/s: request-log rows, one each",
-                "100 streams @20 tok/s: proxy RSS before | peak, VmHWM (MB)"]
+                "100 streams @20 tok/s: proxy RSS before | peak, VmHWM (MB)",
+                "100 streams @20 tok/s: server CPU per token, user + system (us)"]
     if shutil.which("wrk"):
         expected += ["/api/chat non-streamed req/s @32", "/v1/chat/completions logging cost: req/s log off | log on"]
         assert all(r["errors"] == 0 for e in results["endpoints"].values() for r in e["wrk"].values())
