@@ -89,7 +89,8 @@ class EventStream:
         return self
 
     async def started(self) -> bool:
-        """Wait for the first events (kept for `batches()`); False if the stream ended without any."""
+        """Wait until events are pending (the first ones are kept for `batches()`); False if the stream
+        ended without more."""
         try:
             while not self._pending:
                 self._pending.extend(await anext(self._batches))
@@ -98,8 +99,8 @@ class EventStream:
         return True
 
     async def __anext__(self) -> dict:
-        while not self._pending:
-            self._pending.extend(await anext(self._batches))
+        if not await self.started():
+            raise StopAsyncIteration
         return self._pending.popleft()
 
     async def batches(self) -> AsyncIterator[list[dict]]:
