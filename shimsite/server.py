@@ -18,7 +18,7 @@ from urllib.parse import unquote
 
 from daphne import http_protocol
 from django.conf import settings
-from twisted.internet import reactor
+from twisted.internet import reactor, tcp
 
 log = logging.getLogger("routing.server")
 LINGER_SECONDS = 2.0  # how long a refused upload is still read (and dropped) so the client sees the answer
@@ -182,9 +182,9 @@ def release_free_memory_soon():
 def release_free_memory():
     """Give the memory freed after a large body back to the system. A body arrives in hundreds of
     64 kB reads, and glibc keeps the heap they leave behind: without this, a 30 MiB request left the
-    process 90 MiB larger for good (when Daphne also passed it on in 8 kB messages). The cycles a request leaves (and the body
-    they may hold) are collected first: with GC_THRESHOLDS that could otherwise take a while. The
-    trim is a no-op where there is no glibc."""
+    process 90 MiB larger for good (when Daphne also passed it on in 8 kB messages). The cycles a
+    request leaves (and the body they may hold) are collected first: with GC_THRESHOLDS that could
+    otherwise take a while. The trim is a no-op where there is no glibc."""
     global _release_pending
     _release_pending = False
     gc.collect()
@@ -221,7 +221,7 @@ def write_through():
     streams that was a fifth of the proxy's CPU (py-spy). When the connection's buffer is empty, the
     data goes straight to `writeSomeData`, and only what the socket did not take is buffered as before;
     a full socket, an error or a closing connection take Twisted's usual path, unchanged."""
-    from twisted.internet import abstract, tcp
+    from twisted.internet import abstract
 
     buffered_write, buffered_write_sequence = abstract.FileDescriptor.write, abstract.FileDescriptor.writeSequence
     tcp.Connection._held = None  # the writes held by `hold` (a list until `send_held`)
@@ -288,8 +288,6 @@ def hold(transport) -> bool:
     writes, each its own `send` and its own wake-up of the client; on loopback each `send` also runs
     the receiver's TCP processing (cProfile: 40 µs a `send` on the benchmark machine). `GatedRequest`
     holds them for one ASGI message."""
-    from twisted.internet import tcp
-
     if not isinstance(transport, tcp.Connection) or transport._held is not None:
         return False
     transport._held = []
