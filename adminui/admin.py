@@ -9,13 +9,13 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from routing.backends import first_backend
-from routing.durations import format_duration
-from routing.errors import ProxyError
-from routing.load_settings import FIELDS as LOAD_FIELDS
+from routing.config.durations import format_duration
+from routing.config.load_settings import FIELDS as LOAD_FIELDS
+from routing.config.registry import defaults_sources, endpoint_source, source_of
+from routing.config.table import normalize_name
+from routing.core.errors import ProxyError
 from routing.models import Alias, Backend, DeclaredEndpoint, RouteDefaults
-from routing.registry import defaults_sources, endpoint_source, get_registry, source_of
-from routing.routes import normalize_name
+from routing.proxy.state import current
 
 from . import lmstudio
 from .forms import AliasForm, RouteDefaultsForm
@@ -33,7 +33,7 @@ class SourceFilter(admin.SimpleListFilter):
         return [("admin", "admin only"), ("override", "overrides routes.yaml")]
 
     def queryset(self, request, queryset):
-        file_names = list(get_registry().file_table().aliases)
+        file_names = list(current().registry.file_table().aliases)
         if self.value() == "admin":
             return queryset.exclude(name__in=file_names)
         if self.value() == "override":
@@ -65,7 +65,7 @@ class AliasAdmin(admin.ModelAdmin):
 
     @admin.display(description="source")
     def source(self, obj: Alias) -> str:
-        overrides = normalize_name(obj.name) in get_registry().file_table().aliases
+        overrides = normalize_name(obj.name) in current().registry.file_table().aliases
         return "admin override of routes.yaml" if overrides else "admin"
 
     @admin.display(description="pattern", boolean=True)
@@ -87,7 +87,7 @@ class AliasAdmin(admin.ModelAdmin):
         return own + super().get_urls()
 
     def changelist_view(self, request, extra_context=None):
-        registry = get_registry()
+        registry = current().registry
         table, file_table = registry.current_table(), registry.file_table()
         stored = dict(Alias.objects.values_list("name", "pk"))
         effective = [{"alias": a, "source": source_of(a, file_table), "pk": stored.get(a.name)}
@@ -101,11 +101,11 @@ class AliasAdmin(admin.ModelAdmin):
         name = request.GET.get("override")
         if not name:
             return super().get_changeform_initial_data(request)
-        alias = get_registry().file_table().aliases.get(normalize_name(name))
+        alias = current().registry.file_table().aliases.get(normalize_name(name))
         if alias is None:
             messages.warning(request, f"routes.yaml has no alias '{name}' to override.")
             return {"name": name}
-        stored = Alias(name=alias.name, description=f"overrides {get_registry().path.name}")
+        stored = Alias(name=alias.name, description=f"overrides {current().registry.path.name}")
         stored.copy_settings(alias)
         return {field: getattr(stored, field) for field in AliasForm.Meta.fields}
 
@@ -117,7 +117,7 @@ class AliasAdmin(admin.ModelAdmin):
         return super().add_view(request, form_url, extra_context)
 
     def export_view(self, request):
-        text = get_registry().export_yaml()
+        text = current().registry.export_yaml()
         if request.GET.get("download"):
             response = HttpResponse(text, content_type="application/yaml; charset=utf-8")
             response["Content-Disposition"] = 'attachment; filename="routes.yaml"'
@@ -127,12 +127,12 @@ class AliasAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/routing/alias/export.html", context)
 
     def test_view(self, request, name: str):
-        table = get_registry().current_table()
+        table = current().registry.current_table()
         route = table.resolve(name)
         if route is None or route.alias is None:
             raise Http404(f"no alias '{name}'")
         try:
-            backend = first_backend(table, route)
+            backend = current().pool.first(table, route)
         except ProxyError as exc:  # an admin alias naming a backend that is gone
             backend, result = None, lmstudio.TestResult({}, error=exc.message)
         else:
@@ -140,7 +140,7 @@ class AliasAdmin(admin.ModelAdmin):
         context = {**self.admin_site.each_context(request), "opts": self.model._meta,
                    "title": f"Test alias '{route.alias.name}'", "route": route, "result": result,
                    "backend": backend.name if backend else "",
-                   "source": source_of(route.alias, get_registry().file_table())}
+                   "source": source_of(route.alias, current().registry.file_table())}
         return TemplateResponse(request, "admin/routing/alias/test_alias.html", context)
 
 
@@ -162,7 +162,7 @@ class RouteDefaultsAdmin(admin.ModelAdmin):
         return redirect("admin:routing_routedefaults_change", 1)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
-        table = get_registry().current_table()
+        table = current().registry.current_table()
         sources = defaults_sources(RouteDefaults.load().overrides())
         effective = [(name, getattr(table.defaults, name), source) for name, source in sources.items()]
         context = {"effective_defaults": effective, **(extra_context or {})}
@@ -188,7 +188,7 @@ class BackendAdmin(admin.ModelAdmin):
 
     @admin.display(description="source")
     def source(self, obj: Backend) -> str:
-        overrides = obj.name in get_registry().file_table().backends
+        overrides = obj.name in current().registry.file_table().backends
         return "admin override of routes.yaml" if overrides else "admin"
 
 
@@ -203,11 +203,11 @@ class DeclaredEndpointAdmin(admin.ModelAdmin):
 
     @admin.display(description="source")
     def source(self, obj: DeclaredEndpoint) -> str:
-        overrides = (obj.method, obj.path) in {e.key for e in get_registry().file_table().endpoints}
+        overrides = (obj.method, obj.path) in {e.key for e in current().registry.file_table().endpoints}
         return "admin override of routes.yaml" if overrides else "admin"
 
     def changelist_view(self, request, extra_context=None):
-        registry = get_registry()
+        registry = current().registry
         table, file_table = registry.current_table(), registry.file_table()
         rows = DeclaredEndpoint.objects.values_list("method", "path", "pk")
         stored = {(method, endpoint_path): pk for method, endpoint_path, pk in rows}
@@ -219,8 +219,8 @@ class DeclaredEndpointAdmin(admin.ModelAdmin):
     def get_changeform_initial_data(self, request):
         """`?override=METHOD /path` prefills the form with routes.yaml's declaration."""
         method, _, endpoint_path = request.GET.get("override", "").partition(" ")
-        declared = get_registry().file_table().endpoint(method, endpoint_path)
+        declared = current().registry.file_table().endpoint(method, endpoint_path)
         if declared is None:
             return super().get_changeform_initial_data(request)
         return {"method": declared.method, "path": declared.path, "status": declared.status,
-                "body": declared.body, "description": f"overrides {get_registry().path.name}"}
+                "body": declared.body, "description": f"overrides {current().registry.path.name}"}

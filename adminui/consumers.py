@@ -7,7 +7,8 @@ import orjson
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from routing.hosts import same_origin
+from routing.security.access import host_refusal
+from routing.security.hosts import same_origin
 
 from .filters import HistoryFilter
 from .live import GROUP, broadcaster
@@ -17,8 +18,6 @@ def same_origin_and_allowed_host(scope) -> bool:
     """The page that opens the socket is this server's own, scheme, host and port alike (a page on
     another port of the same host is another site, and the browser sends it the admin's cookie), on a
     host the host policy answers."""
-    from routing.access import host_refusal
-
     headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope.get("headers", [])}
     host = headers.get("host", "")
     return host_refusal(host) is None and same_origin(headers.get("origin", ""), scope.get("scheme", "ws"), host)

@@ -6,10 +6,10 @@ from __future__ import annotations
 from django import forms
 from django.utils.html import format_html, format_html_join
 
-from routing.durations import format_duration, parse_duration, ttl_seconds
-from routing.load_settings import FIELDS as LOAD_FIELDS
+from routing.config.durations import format_duration, parse_duration, ttl_seconds
+from routing.config.load_settings import FIELDS as LOAD_FIELDS
 from routing.models import Alias, RouteDefaults
-from routing.registry import get_registry
+from routing.proxy.state import current
 
 from . import lmstudio
 
@@ -59,7 +59,7 @@ class AliasForm(forms.ModelForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         widget = self.fields["model"].widget
-        widget.model_ids, widget.unavailable = lmstudio.model_ids(get_registry().current_table())
+        widget.model_ids, widget.unavailable = lmstudio.model_ids(current().registry.current_table())
         ttl = self.initial.get("ttl")
         if isinstance(ttl, int):
             self.initial["ttl"] = format_duration(ttl)
@@ -94,7 +94,7 @@ class RouteDefaultsForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        registry = get_registry()
+        registry = current().registry
         file_defaults = registry.file_table().defaults
         for name, field in self.fields.items():
             value = getattr(file_defaults, name)

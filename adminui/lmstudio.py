@@ -12,12 +12,11 @@ from dataclasses import dataclass
 
 from asgiref.sync import async_to_sync
 
-from routing.backends import models_everywhere
-from routing.errors import ProxyError, UpstreamTimeout
-from routing.overrides import apply_route
-from routing.registry import get_registry
-from routing.routes import Defaults, Route, RouteTable
-from routing.upstream import Upstream, get_upstream
+from routing.config.overrides import apply_route
+from routing.config.table import Defaults, Route, RouteTable
+from routing.core.errors import ProxyError, UpstreamTimeout
+from routing.lmstudio.client import Upstream
+from routing.proxy.state import current
 
 MODEL_LIST_TIMEOUT = 5.0    # seconds the model picker waits for LM Studio
 TEST_TIMEOUT = 30.0         # seconds "test this alias" waits (it may load the model first)
@@ -28,7 +27,7 @@ def model_ids(table: RouteTable | None = None) -> tuple[list[str], str]:
     """(LM Studio's model ids, of every backend of `table` (default: routes.yaml's), "") or ([], a
     message saying why the list is unavailable)."""
     try:
-        models = async_to_sync(_within)(models_everywhere(table or get_registry().file_table()),
+        models = async_to_sync(_within)(current().pool.models_everywhere(table or current().registry.file_table()),
                                         MODEL_LIST_TIMEOUT)
     except ProxyError as exc:
         return [], f"LM Studio's model list is unavailable ({exc.message}); type the model id."
@@ -51,8 +50,9 @@ def try_route(route: Route, defaults: Defaults, upstream: Upstream | None = None
     sent = apply_route(body, route, defaults)
     started = time.monotonic()
     try:
-        reply = async_to_sync(_within)((upstream or get_upstream()).json("POST", "/v1/chat/completions", sent,
-                                                           model=route.model), TEST_TIMEOUT)
+        upstream = upstream or current().pool.default.upstream
+        reply = async_to_sync(_within)(upstream.json("POST", "/v1/chat/completions", sent, model=route.model),
+                                       TEST_TIMEOUT)
     except ProxyError as exc:
         return TestResult(sent, error=exc.message, seconds=time.monotonic() - started)
     choices = reply.get("choices") or [{}]

@@ -3,7 +3,7 @@ from django.db import models
 
 
 class RequestLog(models.Model):
-    """One proxied request as it happened (see `routing.exchange.Exchange`)."""
+    """One proxied request as it happened (see `routing.core.exchange.Exchange`)."""
 
     request_id = models.CharField(max_length=32, unique=True,
                                   help_text="Also returned to the client as the X-Request-Id header.")

@@ -10,8 +10,9 @@ import re
 from dataclasses import dataclass
 
 import orjson
+from django.conf import settings
 
-from routing.exchange import Exchange
+from routing.core.exchange import Exchange
 
 REDACTED = "[redacted]"
 TRUNCATED_MARK = "\n…[truncated: {kept} of {total} bytes kept]"
@@ -41,12 +42,9 @@ class LogPolicy:
     secrets: tuple[str, ...] = ()
 
     @classmethod
-    def from_settings(cls) -> LogPolicy:
-        from django.conf import settings
-
-        from routing.secrets import known_secrets
-
-        return cls(settings.LOG_BODIES, settings.LOG_BODY_MAX_BYTES, known_secrets())
+    def from_settings(cls, secrets: tuple[str, ...] = ()) -> LogPolicy:
+        """The settings' policy; `secrets` is the application's snapshot (`BackendPool.secrets`)."""
+        return cls(settings.LOG_BODIES, settings.LOG_BODY_MAX_BYTES, secrets)
 
 
 def cap(text: str, max_bytes: int, clean=lambda kept: kept, total: str | None = None) -> tuple[str, bool]:

@@ -1,24 +1,26 @@
 """What the admin stores over routes.yaml: aliases, the defaults it overrides, declared endpoints.
-`routing.registry` merges them over the file (`RouteTable.merged_with`).
+`routing.config.registry` merges them over the file (`RouteTable.merged_with`).
 
-Validation is the YAML loader's own (`routing.routes.alias_fields`, `defaults_fields`,
+Validation is the YAML loader's own (`routing.config.loader.alias_fields`, `defaults_fields`,
 `check_fallback`, `tied_pattern`, `endpoint_fields`), so a row saved here is exactly as valid as the
 same thing read from the file, and errors read the same way. Rules that span the table (pattern ties,
 the fallback) are checked against the effective table: routes.yaml and every other admin row.
 """
 from __future__ import annotations
 
-
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
-from . import routes
-from .backends import DEFAULT_BACKEND, Backend as BackendConfig
-from .load_settings import FIELDS as LOAD_FIELDS
+from routing.config import loader, table
+from routing.config.load_settings import FIELDS as LOAD_FIELDS
+from routing.config.registry import source_of
+from routing.config.table import DEFAULT_BACKEND
+from routing.config.table import RouteBackend as BackendConfig
+from routing.proxy import state
 
-SYSTEM_MODE_CHOICES = [(mode, mode) for mode in routes.SYSTEM_MODES]
-POLICY_CHOICES = [(policy, policy) for policy in routes.POLICIES]
+SYSTEM_MODE_CHOICES = [(mode, mode) for mode in loader.SYSTEM_MODES]
+POLICY_CHOICES = [(policy, policy) for policy in table.POLICIES]
 
 
 class StoredRow(models.Model):
@@ -73,7 +75,7 @@ class Alias(StoredRow):
                   "(hf.co/user/repo:Q4_K_M); empty = the model id, tried as a catalog id.")
     enabled = models.BooleanField(default=True, help_text="Disabled aliases are not served; a disabled "
                                   "override lets routes.yaml's alias of the same name serve again.")
-    # How LM Studio loads the model (routing.load_settings); empty: routes.yaml's defaults, else JIT.
+    # How LM Studio loads the model (routing.config.load_settings); empty: routes.yaml's defaults, else JIT.
     context_length = models.PositiveIntegerField(
         null=True, blank=True, help_text="Tokens of context the model is loaded with (e.g. 65536); the "
                                          "proxy loads an instance with it before the first request.")
@@ -100,7 +102,7 @@ class Alias(StoredRow):
                 name="alias_temperature_0_to_2"),
             models.CheckConstraint(condition=models.Q(ttl__isnull=True) | models.Q(ttl__gte=1),
                                    name="alias_ttl_at_least_1s"),
-            models.CheckConstraint(condition=models.Q(system_mode__in=routes.SYSTEM_MODES),
+            models.CheckConstraint(condition=models.Q(system_mode__in=loader.SYSTEM_MODES),
                                    name="alias_system_mode_known"),
         ]
 
@@ -108,12 +110,12 @@ class Alias(StoredRow):
         return f"{self.name} → {self.model}"
 
     def save(self, *args, **kwargs):
-        self.name = routes.normalize_name(self.name)
+        self.name = table.normalize_name(self.name)
         super().save(*args, **kwargs)
 
     def clean(self):
         """Normalise the name and validate like the YAML loader (before the uniqueness check)."""
-        self.name = routes.normalize_name(self.name or "")
+        self.name = table.normalize_name(self.name or "")
         self.model = (self.model or "").strip()
         errors = {}
         if not self.name:
@@ -121,11 +123,11 @@ class Alias(StoredRow):
         if not self.model:
             errors["model"] = f"alias '{self.name}': 'model' (the LM Studio model id) is required"
         try:
-            fields = routes.alias_fields(self._fields_data(), "admin", {}, f"alias '{self.name}'")
-            routes.check_backend_names(fields["backends"], self._known_backends(), f"alias '{self.name}'",
+            fields = loader.alias_fields(self._fields_data(), "admin", {}, f"alias '{self.name}'")
+            loader.check_backend_names(fields["backends"], self._known_backends(), f"alias '{self.name}'",
                                        "admin")
             self.download = fields["download"].text if fields["download"] else ""  # as export writes it
-        except routes.RouteTableError as exc:
+        except loader.RouteTableError as exc:
             errors[exc.key or "__all__"] = exc.message
         if not errors and self.enabled and self.is_pattern:
             tie = self._tied_pattern()
@@ -136,7 +138,7 @@ class Alias(StoredRow):
 
     @property
     def is_pattern(self) -> bool:
-        return any(c in (self.name or "") for c in routes.GLOB_CHARS)
+        return any(c in (self.name or "") for c in table.GLOB_CHARS)
 
     @property
     def backend_names(self) -> list[str]:
@@ -144,22 +146,18 @@ class Alias(StoredRow):
 
     @staticmethod
     def _known_backends():
-        from .registry import get_registry
-
-        return get_registry().table_without_alias(None).backends
+        return state.current().registry.table_without_alias(None).backends
 
     def _tied_pattern(self) -> str | None:
         """The message naming the effective pattern (file or admin) this one would tie with."""
-        from .registry import get_registry, source_of
-
-        registry = get_registry()
+        registry = state.current().registry
         others = registry.table_without_alias(self.pk).aliases.values()
-        alias = routes.Alias(name=self.name, model=self.model)
-        other = routes.tied_pattern(alias, others)
+        alias = table.RouteAlias(name=self.name, model=self.model)
+        other = loader.tied_pattern(alias, others)
         if other is None:
             return None
         where = "routes.yaml" if source_of(other, registry.file_table()) == "file" else "the admin"
-        return routes.pattern_tie_message(alias, f"'{other.name}' (in {where})")
+        return loader.pattern_tie_message(alias, f"'{other.name}' (in {where})")
 
     def _fields_data(self) -> dict:
         return {"temperature": self.temperature, "system": self.system or None,
@@ -167,13 +165,13 @@ class Alias(StoredRow):
                 "backends": self.backend_names, "policy": self.policy, "download": self.download.strip(),
                 **{key: getattr(self, key) for key in LOAD_FIELDS}}
 
-    def to_route_alias(self) -> routes.Alias:
-        """The frozen `routing.routes.Alias` the route table uses."""
-        fields = routes.alias_fields(self._fields_data(), "admin", {}, f"alias '{self.name}'")
-        return routes.Alias(name=routes.normalize_name(self.name), model=self.model, ttl=self.ttl,
+    def to_route_alias(self) -> table.RouteAlias:
+        """The frozen `routing.config.loader.RouteAlias` the route table uses."""
+        fields = loader.alias_fields(self._fields_data(), "admin", {}, f"alias '{self.name}'")
+        return table.RouteAlias(name=table.normalize_name(self.name), model=self.model, ttl=self.ttl,
                             source="admin", **fields)
 
-    def copy_settings(self, alias: routes.Alias):
+    def copy_settings(self, alias: table.RouteAlias):
         """Take a table alias's routing settings (an override, an import, a copy); name and notes stay."""
         self.model, self.ttl, self.temperature = alias.model, alias.ttl, alias.temperature
         self.system, self.system_mode = alias.system or "", alias.system_mode
@@ -185,7 +183,7 @@ class Alias(StoredRow):
             setattr(self, key, getattr(alias, key, None))
 
 
-EXPOSE_CHOICES = [(mode, mode) for mode in routes.EXPOSE_MODES]
+EXPOSE_CHOICES = [(mode, mode) for mode in loader.EXPOSE_MODES]
 
 
 class RouteDefaults(models.Model):
@@ -214,7 +212,7 @@ class RouteDefaults(models.Model):
 
     def save(self, *args, **kwargs):
         self.pk = 1  # one row: saving always updates it
-        self.fallback = routes.normalize_name(self.fallback or "")
+        self.fallback = table.normalize_name(self.fallback or "")
         super().save(*args, **kwargs)
 
     @classmethod
@@ -227,26 +225,24 @@ class RouteDefaults(models.Model):
         data = {"passthrough": self.passthrough, "expose": self.expose or None,
                 "fallback": self.fallback or None}
         data = {key: value for key, value in data.items() if value is not None}
-        fields = routes.defaults_fields(data, "admin", {})
+        fields = loader.defaults_fields(data, "admin", {})
         out = {key: fields[key] for key in data}
         return out if self.ttl is None else {**out, "ttl": self.ttl}
 
     def clean(self):
         """Validate like the loader; the fallback must be a concrete alias of the effective table."""
-        from .registry import get_registry
-
-        self.fallback = routes.normalize_name(self.fallback or "")
+        self.fallback = table.normalize_name(self.fallback or "")
         try:
             self.overrides()
             if self.fallback:
-                routes.check_fallback(self.fallback, get_registry().table_without_alias(None).aliases,
+                loader.check_fallback(self.fallback, state.current().registry.table_without_alias(None).aliases,
                                       "an enabled alias that is no pattern (routes.yaml's or the "
                                       "admin's)", "admin")
-        except routes.RouteTableError as exc:
+        except loader.RouteTableError as exc:
             raise ValidationError({exc.key or "__all__": exc.message}) from None
 
 
-METHOD_CHOICES = [(method, method) for method in routes.HTTP_METHODS]
+METHOD_CHOICES = [(method, method) for method in loader.HTTP_METHODS]
 
 
 class DeclaredEndpoint(StoredRow):
@@ -283,13 +279,13 @@ class DeclaredEndpoint(StoredRow):
         """Validate like routes.yaml's `endpoints:` (reserved paths, methods, statuses)."""
         try:
             self.to_route_endpoint()
-        except routes.RouteTableError as exc:
+        except loader.RouteTableError as exc:
             raise ValidationError({exc.key or "__all__": exc.message}) from None
 
-    def to_route_endpoint(self) -> routes.DeclaredEndpoint:
-        """The frozen `routing.table.DeclaredEndpoint` the route table uses."""
+    def to_route_endpoint(self) -> table.RouteEndpoint:
+        """The frozen `routing.config.table.RouteEndpoint` the route table uses."""
         data = {"method": self.method, "path": self.path, "status": self.status, "json": self.body}
-        return routes.endpoint_fields(data, "admin", origin="admin")
+        return loader.endpoint_fields(data, "admin", origin="admin")
 
 
 class Backend(StoredRow):
@@ -320,9 +316,9 @@ class Backend(StoredRow):
                                            f"backend"})
         try:
             self.to_route_backend()
-        except routes.RouteTableError as exc:
+        except loader.RouteTableError as exc:
             raise ValidationError({exc.key or "__all__": exc.message}) from None
 
     def to_route_backend(self) -> BackendConfig:
-        """The frozen `routing.backends.Backend` the route table uses."""
-        return routes.backend_fields(self.name, {"url": self.url, "api_key": self.api_key}, "admin", {})
+        """The frozen `routing.lmstudio.backends.Backend` the route table uses."""
+        return loader.backend_fields(self.name, {"url": self.url, "api_key": self.api_key}, "admin", {})

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import ops, views
+from routing.api import ops, views
 
 urlpatterns = [
     path("", views.root),

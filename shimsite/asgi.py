@@ -1,7 +1,7 @@
 """ASGI entry point: `daphne shimsite.asgi:application` (and what `manage.py runserver` serves).
 
 HTTP goes to Django (static files for the admin served first); WebSockets are routed by Channels.
-The API paths (`settings.API_PATH_REGEX`) get a lean Django handler: only `settings.API_MIDDLEWARE`
+The API paths (`routing.core.paths`) get a lean Django handler: only `settings.API_MIDDLEWARE`
 (async-native) and no per-request thread pool. Django's stock stack adapts every sync middleware
 method with `sync_to_async`, a thread hop each, about a dozen per request: most of the proxy's CPU.
 """
@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import io
 import os
-import re
 import sys
 
 from django.core.asgi import get_asgi_application
@@ -32,18 +31,16 @@ from django.utils.module_loading import import_string  # noqa: E402
 from adminui.consumers import HistoryConsumer  # noqa: E402
 from shimsite import server  # noqa: E402
 
-from routing.registry import get_registry  # noqa: E402
-from routing.routes import RouteTableError  # noqa: E402
-from routing.upstream import get_upstream  # noqa: E402
+from routing.config.loader import RouteTableError  # noqa: E402
+from routing.core.paths import is_api_path  # noqa: E402
+from routing.proxy import state  # noqa: E402
 
+# The application's state is made now, not in the first request (its clients to LM Studio too: that
+# request was about 0.2 s slower; their connections are opened on first use, on the server's loop).
 try:  # refuse to start on a broken routes file, and say why in one line
-    get_registry()
+    state.current()
 except RouteTableError as exc:
     sys.exit(f"error: {exc}")
-# The client to LM Studio is made now, not in the first request: importing aiohttp and loading the
-# certificates of its TLS context made that request about 0.2 s slower. (Its connections are opened
-# on first use, on the server's loop.)
-get_upstream()
 
 MIDDLEWARE_HOOKS = ("process_view", "process_template_response", "process_exception")
 
@@ -190,10 +187,9 @@ class SplitHTTP:
 
     def __init__(self, api, site):
         self.api, self.site = api, site
-        self.api_path = re.compile(settings.API_PATH_REGEX)
 
     async def __call__(self, scope, receive, send):
-        app = self.api if self.api_path.match(scope["path"]) else self.site
+        app = self.api if is_api_path(scope["path"]) else self.site
         await app(scope, receive, send)
 
 

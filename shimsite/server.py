@@ -5,7 +5,7 @@ Daphne (Twisted) receives a whole request body, into memory or a temporary file,
 ASGI application, and Django's handler then reads it again: a 1 GiB upload cost 800 MB of memory and a
 401 only came after it. Daphne has no hook for this, so `install()` makes its HTTP factory (used by
 `daphne` and by `manage.py runserver` alike) build `GatedRequest`s, which apply
-`routing.access.head_refusal` as soon as the headers are in (host, origin, API key, declared length),
+`routing.security.access.head_refusal` as soon as the headers are in (host, origin, API key, declared length),
 count a chunked body as it arrives and refuse it at MAX_REQUEST_BYTES, and give a client
 CLIENT_READ_TIMEOUT seconds to send its request (an idle keep-alive connection is closed after as long).
 """
@@ -43,7 +43,7 @@ class GatedRequest(http_protocol.WebRequest):
 
     def gotLength(self, length):
         self.content = BodyBuffer()  # what Twisted's gotLength does, with a file of its own
-        from routing.access import head_refusal
+        from routing.security.access import head_refusal
 
         if not hasattr(self.channel, "_command"):  # not Twisted's HTTP/1.1 channel: Django's check only
             return
@@ -61,7 +61,7 @@ class GatedRequest(http_protocol.WebRequest):
         self._received += len(data)
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         if limit is not None and self._received > limit:
-            from routing.errors import PayloadTooLarge
+            from routing.core.errors import PayloadTooLarge
 
             path = unquote(self.channel._path.split(b"?", 1)[0].decode("latin-1"))
             self._refuse(path, PayloadTooLarge(f"request body too large: more than {limit} bytes, the "
@@ -98,7 +98,7 @@ class GatedRequest(http_protocol.WebRequest):
 
     def _too_slow(self):
         self._deadline = None
-        from routing.errors import ClientTooSlow
+        from routing.core.errors import ClientTooSlow
 
         self._refuse("", ClientTooSlow(f"request not received within {settings.CLIENT_READ_TIMEOUT:g} s "
                                        f"(CLIENT_READ_TIMEOUT)"), body_expected=True)
@@ -107,7 +107,7 @@ class GatedRequest(http_protocol.WebRequest):
         """Answer `problem` on the raw connection and close it; what the client still sends is dropped.
 
         Written directly: Twisted's Request cannot answer a request it has not finished receiving."""
-        from routing.access import refusal_response
+        from routing.security.access import refusal_response
 
         self._refused = True
         self._stop_deadline()

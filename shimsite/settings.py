@@ -1,6 +1,6 @@
 """Settings, all read through django-environ from the environment and an optional `.env`.
 
-The names documented in the README (LMSTUDIO_URL, ROUTES_FILE, DATABASE_URL, SECRET_KEY, DEBUG,
+The names documented in docs/settings.md (LMSTUDIO_URL, ROUTES_FILE, DATABASE_URL, SECRET_KEY, DEBUG,
 ALLOWED_HOSTS, ...) are a contract with users: keep them.
 """
 from datetime import timedelta
@@ -10,7 +10,8 @@ import environ
 
 from corsheaders.defaults import default_headers as default_cors_headers
 
-from routing.hosts import DEFAULT_ORIGIN_REGEXES
+from routing.core.paths import API_PATH_REGEX
+from routing.security.hosts import DEFAULT_ORIGIN_REGEXES
 from shimsite.secret import installation_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -42,7 +43,7 @@ CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
 CORS_ALLOW_ALL_ORIGINS = "*" in CORS_ALLOWED_ORIGINS
 CORS_ALLOWED_ORIGINS = [origin for origin in CORS_ALLOWED_ORIGINS if origin != "*"]
 CORS_ALLOWED_ORIGIN_REGEXES = list(DEFAULT_ORIGIN_REGEXES)
-CORS_URLS_REGEX = r"^/(api/|v1/|v1$|$)"
+CORS_URLS_REGEX = API_PATH_REGEX  # the API paths (routing/core/paths.py)
 CORS_ALLOW_HEADERS = (*default_cors_headers, "x-api-key")
 
 # --- The proxy ---------------------------------------------------------------------------------
@@ -70,13 +71,18 @@ CLIENT_READ_TIMEOUT = env.float("CLIENT_READ_TIMEOUT", default=30.0)
 BACKEND_COOL_OFF = env.float("BACKEND_COOL_OFF", default=10.0)
 # How long LM Studio's model list is reused before it is fetched again.
 MODEL_LIST_TTL = env.float("MODEL_LIST_TTL", default=10.0)
-# `ollama pull` (routing.pull): seconds between polls of LM Studio's download job, and how long a
+# `ollama pull` (routing.proxy.pull): seconds between polls of LM Studio's download job, and how long a
 # download may make no progress (paused, stuck) before the pull ends with an error.
 PULL_POLL_INTERVAL = env.float("PULL_POLL_INTERVAL", default=0.5)
 PULL_STALL_TIMEOUT = env.float("PULL_STALL_TIMEOUT", default=300.0)
 # The version reported on /api/version: the newest Ollama whose API the proxy covers (0.14.0 added
 # /v1/messages). GitHub Copilot Chat refuses anything below 0.6.4, Codex --oss below 0.13.4.
 OLLAMA_VERSION = env("OLLAMA_VERSION", default="0.14.0")
+
+# The server's speed-ups that lean on Twisted's, Daphne's, aiohttp's and Django's internals (the head
+# gate before the body is read, one send per answer, the lean API handler; shimsite/server.py). Off,
+# or when an internal they need is missing: stock Daphne and Django, the same checks by the middleware.
+FAST_PATH = env.bool("FAST_PATH", default=True)
 
 # --- The request log (adminui) ------------------------------------------------------------------
 REQUEST_LOG = env.bool("REQUEST_LOG", default=True)          # off: no observer, nothing written
@@ -86,6 +92,9 @@ LOG_RETENTION_DAYS = env.float("LOG_RETENTION_DAYS", default=30)  # 0: keep fore
 LOG_MAX_ROWS = env.int("LOG_MAX_ROWS", default=100_000)      # 0: no limit
 LOG_BATCH_MAX = env.int("LOG_BATCH_MAX", default=500)        # rows per INSERT batch at most
 LOG_PRUNE_INTERVAL = env.float("LOG_PRUNE_INTERVAL", default=300)  # seconds between automatic prunes
+# What each finished request is handed to besides the metrics (routing/proxy/state.py): factories called
+# with the application's state.
+EXCHANGE_OBSERVERS = ["adminui.request_log.RequestLogObserver"] if REQUEST_LOG else []
 
 # --- Django ------------------------------------------------------------------------------------
 INSTALLED_APPS = [
@@ -106,7 +115,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "corsheaders.middleware.CorsMiddleware",  # first: preflights and 401s carry the CORS headers
-    "routing.access.ApiAccessMiddleware",
+    "routing.security.access.ApiAccessMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -142,13 +151,13 @@ CONTENT_SECURITY_POLICY = {
     },
 }
 
-# The API paths are served by a lean handler (shimsite/asgi.py) with only API_MIDDLEWARE: API clients
-# carry no cookies or sessions and the views are CSRF-exempt, and every sync middleware above would cost a
-# thread hop per request. API_MIDDLEWARE must be async-native (no process_view/... hooks).
-API_PATH_REGEX = r"^/(api/|v1/|v1$|$)"
+# The API paths (routing/core/paths.py) are served by a lean handler (shimsite/asgi.py) with only
+# API_MIDDLEWARE: API clients carry no cookies or sessions and the views are CSRF-exempt, and every sync
+# middleware above would cost a thread hop per request. API_MIDDLEWARE must be async-native (no
+# process_view/... hooks).
 API_MIDDLEWARE = [
     "corsheaders.middleware.CorsMiddleware",
-    "routing.access.ApiAccessMiddleware",
+    "routing.security.access.ApiAccessMiddleware",
 ]
 
 ROOT_URLCONF = "shimsite.urls"

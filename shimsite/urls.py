@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
 
-from routing.declared import declared_endpoint
+from routing.api.declared import declared_endpoint
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -12,5 +12,5 @@ urlpatterns = [
 ]
 
 # JSON errors in the client's dialect on API paths; Django's own pages elsewhere. Never a traceback.
-handler404 = "routing.ops.not_found"
-handler500 = "routing.ops.server_error"
+handler404 = "routing.api.ops.not_found"
+handler500 = "routing.api.ops.server_error"

@@ -50,57 +50,64 @@ def anyio_backend():
     return "asyncio"
 
 
+def use_state(settings):
+    """Build the application's state from the test's settings (LM Studio clients on httpx's own
+    transport, which respx mocks; no request log) and install it; the `app_state` fixture restores the
+    previous one after the test. Call it again after changing a setting the state is made from."""
+    from routing.proxy import state
+
+    built = state.build(settings, transport=httpx.AsyncHTTPTransport, observers=[])
+    state.install(built)
+    return built
+
+
+@pytest.fixture(autouse=True)
+def app_state():
+    """Each test its own application state: nothing carries over from one test (or event loop) to the
+    next. In-process tests do not feed the request log: its writer thread would race the test database
+    (the log's own tests call it directly; end-to-end servers log as in production)."""
+    from django.conf import settings
+
+    from routing.proxy import state
+
+    previous = state.built()
+    yield use_state(settings)
+    state.install(previous)
+
+
 @pytest.fixture
 def upstream_mock(settings):
-    """A respx router standing in for LM Studio, injected as the proxy's upstream client."""
+    """A respx router standing in for LM Studio at the proxy's LMSTUDIO_URL."""
     import respx
-
-    from routing.catalog import set_catalog
-    from routing.upstream import Upstream, set_upstream
 
     base = "http://lmstudio.test"
     with respx.mock(base_url=base, assert_all_called=False) as router:
         # An LM Studio older than 0.4 unless a test says otherwise: no native /api/v1.
         router.get("/api/v1/models").mock(return_value=httpx.Response(
             200, json={"error": "Unexpected endpoint or method. (GET /api/v1/models)"}))
-        set_upstream(Upstream(base, transport=httpx.AsyncHTTPTransport()))
-        set_catalog(None)
+        settings.LMSTUDIO_URL = base
+        use_state(settings)
         yield router
-    set_upstream(None)
-    set_catalog(None)
 
 
 @pytest.fixture
 def routes_file(tmp_path, settings, db):
     """Point the proxy at a temporary routes.yaml (and allow the database: the effective table merges
     the admin's aliases over the file)."""
-    from routing.registry import reset_registry
-
     path = tmp_path / "routes.yaml"
     path.write_text(E2E_ROUTES)
     settings.ROUTES_FILE = path
-    reset_registry()
+    use_state(settings)
     yield path
-    reset_registry()
 
 
 @pytest.fixture(autouse=True, scope="session")
 def test_client_host_allowed():
-    """Django's test client sends `Host: testserver`, a domain name the host policy (routing/hosts.py)
+    """Django's test client sends `Host: testserver`, a domain name the host policy (routing/security/hosts.py)
     refuses; allow it in-process, as Django's test set-up does for its own ALLOWED_HOSTS."""
     from django.conf import settings
 
     settings.PROXY_ALLOWED_HOSTS = [*settings.PROXY_ALLOWED_HOSTS, "testserver"]
-
-
-@pytest.fixture(autouse=True, scope="session")
-def no_request_log_in_process():
-    """In-process tests do not feed the request log: its writer thread would race the test database.
-    The log's own tests call it directly; end-to-end servers log as in production."""
-    from adminui.request_log import record_exchange
-    from routing import observers
-
-    observers.unregister(record_exchange)
 
 
 # --- processes for end-to-end tests ------------------------------------------------------------
@@ -358,28 +365,48 @@ def _postgres_binary(name: str) -> str | None:
     return found[-1] if found else shutil.which(name)
 
 
+class PostgresCluster:
+    """A throwaway PostgreSQL cluster on a loopback port (trust authentication, data in a temp dir),
+    run with Debian's initdb and pg_ctl; as root they run as the `postgres` user. It can be stopped and
+    started again on the same port (a database restart)."""
+
+    def __init__(self):
+        initdb, self.pg_ctl = _postgres_binary("initdb"), _postgres_binary("pg_ctl")
+        if not initdb or not self.pg_ctl:
+            _needs("PostgreSQL (apt-get install postgresql)")
+        self.base = Path(tempfile.mkdtemp(prefix="proxy-pg-"))  # not under pytest's 0700 root-owned temp
+        self.as_owner = []
+        if os.geteuid() == 0:
+            shutil.chown(self.base, "postgres")
+            self.as_owner = ["runuser", "-u", "postgres", "--"]
+        self.data, self.port = self.base / "data", free_port()
+        subprocess.run([*self.as_owner, initdb, "-D", str(self.data), "-U", "proxy", "--auth=trust", "-E", "UTF8"],
+                       check=True, capture_output=True)
+        self.url = f"postgres://proxy@127.0.0.1:{self.port}/postgres"
+
+    def start(self):
+        subprocess.run([*self.as_owner, self.pg_ctl, "-D", str(self.data), "-l", str(self.base / "log"), "-w",
+                        "-t", "60", "-o", f"-h 127.0.0.1 -p {self.port} -k {self.base}", "start"],
+                       check=True, capture_output=True)
+
+    def stop(self):
+        """A fast shutdown: open connections are cut, as in a restart for an upgrade."""
+        subprocess.run([*self.as_owner, self.pg_ctl, "-D", str(self.data), "-m", "fast", "-w", "stop"],
+                       capture_output=True)
+
+    def remove(self):
+        self.stop()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def postgres_url():
-    """A throwaway PostgreSQL cluster on a loopback port (trust authentication, data in a temp dir),
-    started with Debian's initdb and pg_ctl; as root they run as the `postgres` user."""
-    initdb, pg_ctl = _postgres_binary("initdb"), _postgres_binary("pg_ctl")
-    if not initdb or not pg_ctl:
-        _needs("PostgreSQL (apt-get install postgresql)")
-    base = Path(tempfile.mkdtemp(prefix="proxy-pg-"))  # not under pytest's 0700 root-owned temp
-    as_owner = []
-    if os.geteuid() == 0:
-        shutil.chown(base, "postgres")
-        as_owner = ["runuser", "-u", "postgres", "--"]
-    data, port = base / "data", free_port()
-    subprocess.run([*as_owner, initdb, "-D", str(data), "-U", "proxy", "--auth=trust", "-E", "UTF8"],
-                   check=True, capture_output=True)
-    subprocess.run([*as_owner, pg_ctl, "-D", str(data), "-l", str(base / "log"), "-w", "-t", "60",
-                    "-o", f"-h 127.0.0.1 -p {port} -k {base}", "start"], check=True, capture_output=True)
+    cluster = PostgresCluster()
+    cluster.start()
     try:
-        yield f"postgres://proxy@127.0.0.1:{port}/postgres"
+        yield cluster.url
     finally:
-        subprocess.run([*as_owner, pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop"], capture_output=True)
-        shutil.rmtree(base, ignore_errors=True)
+        cluster.remove()
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,7 @@ import orjson
 import pytest
 from django.test import AsyncClient
 
-from routing import observers
+from routing.proxy.state import current
 from tests.api_endpoints import API_ENDPOINTS, PUBLIC_PATHS
 from tests.upstream_stubs import healthy_lmstudio
 
@@ -79,13 +79,13 @@ async def test_the_admin_keeps_django_login_not_the_api_key(locked):
 
 async def test_the_key_never_reaches_the_exchange_record_nor_lmstudio(locked):
     seen = []
-    observers.register(seen.append)
+    current().observers.add(seen.append)
     try:
         response = await call("POST", "/api/chat", {"model": "coder", "stream": False,
                                                     "messages": [{"role": "user", "content": "hi"}]},
                               Authorization=f"Bearer {KEY}")
     finally:
-        observers.unregister(seen.append)
+        current().observers.remove(seen.append)
     assert response.status_code == 200
     [exchange] = seen
     assert KEY not in repr(exchange)
@@ -124,7 +124,7 @@ async def test_no_request_field_can_aim_the_proxy_elsewhere(settings, routes_fil
 
 
 def test_the_upstream_client_only_takes_paths():
-    from routing.upstream import Upstream
+    from routing.lmstudio.client import Upstream
 
     upstream = Upstream("http://127.0.0.1:9")
     request = upstream.build_request("POST", "/v1/chat/completions")

@@ -3,10 +3,10 @@ import httpx
 import orjson
 
 from adminui import lmstudio
-from routing.routes import Alias, Defaults, Route
+from routing.config.table import Defaults, Route, RouteAlias
 
 ROUTE = Route(requested="fast", model="llama-3.2-1b-instruct",
-              alias=Alias(name="fast", model="llama-3.2-1b-instruct", temperature=0.3, system="Be brief."))
+              alias=RouteAlias(name="fast", model="llama-3.2-1b-instruct", temperature=0.3, system="Be brief."))
 
 
 def test_the_model_picker_lists_lmstudio_models(upstream_mock):

@@ -8,10 +8,12 @@ from django.core.management.base import CommandError
 
 from adminui import lmstudio
 from adminui.forms import AliasForm
+from routing.config.loader import load_routes
+from routing.config.registry import source_of
+from routing.config.table import RouteAlias as RouteAlias
 from routing.models import Alias
-from routing.registry import get_registry, source_of
+from routing.proxy.state import current
 from tests.conftest import table_once_checked
-from routing.routes import Alias as RouteAlias, load_routes
 
 pytestmark = pytest.mark.django_db
 
@@ -100,7 +102,7 @@ def test_the_form_offers_lmstudio_models_in_a_datalist(monkeypatch):
 
 
 def test_admin_aliases_are_merged_over_the_file_copy_on_write(routes_file):
-    registry = get_registry()
+    registry = current().registry
     assert registry.current_table().resolve("coder").model == "qwen2.5-7b-instruct"
     override = stored(name="coder", model="other-model", temperature=1.0)
     stored(name="newbie", model="llama-3.2-1b-instruct")
@@ -123,7 +125,7 @@ def test_admin_aliases_are_merged_over_the_file_copy_on_write(routes_file):
 async def test_requests_see_admin_edits_at_once_without_asking_the_database_each_time(routes_file):
     from asgiref.sync import sync_to_async
 
-    registry = get_registry()
+    registry = current().registry
     assert (await registry.table()).resolve("fast").alias is None
     first = await registry.table()
     assert await registry.table() is first  # cached: same table object, no reload
@@ -136,9 +138,9 @@ async def test_requests_see_admin_edits_at_once_without_asking_the_database_each
 async def test_another_process_edit_is_seen_after_the_check_interval(routes_file, monkeypatch):
     from asgiref.sync import sync_to_async
 
-    import routing.registry as registry_module
+    import routing.config.registry as registry_module
 
-    registry = get_registry()
+    registry = current().registry
     monkeypatch.setattr(registry_module, "DB_CHECK_INTERVAL", 3600)
     await registry.table()
     # Another process writes to the database: no signal reaches this one.
@@ -155,7 +157,7 @@ async def test_another_process_edit_is_seen_after_the_check_interval(routes_file
 def test_export_loads_back_into_the_same_table(routes_file):
     stored(name="coder", model="other-model", ttl=90, temperature=0.5, system="Be brief.",
            system_mode="replace", options={"top_k": 20, "stop": ["</s>"]})
-    registry = get_registry()
+    registry = current().registry
     text = registry.export_yaml()
     again = load_routes(io.StringIO(text), source="export.yaml")
     expected = registry.current_table()
@@ -211,6 +213,6 @@ def test_import_replace_deletes_aliases_the_file_does_not_name(tmp_path, routes_
 def test_a_stored_row_that_fails_validation_is_skipped_not_fatal(routes_file, caplog):
     Alias.objects.bulk_create([Alias(name="odd", model="m", options={"num_gpus": 1}),
                                Alias(name="fine", model="m")])
-    table = get_registry().current_table()
+    table = current().registry.current_table()
     assert "fine" in table.aliases and "odd" not in table.aliases
     assert "admin alias 'odd' skipped" in caplog.text

@@ -6,11 +6,10 @@ import httpx
 import pytest
 from django.test import AsyncClient
 
-from routing.backends import get_pool, open_on_backends
-from routing.exchange import Exchange
-from routing.observers import exchange_finished
-from routing.routes import RouteTableError, load_routes
-from routing.routes_dump import dump_routes
+from routing.config.dump import dump_routes
+from routing.config.loader import RouteTableError, load_routes
+from routing.core.exchange import Exchange
+from routing.proxy.state import current
 from tests.upstream_stubs import chat_stream
 
 TWO = """
@@ -94,26 +93,17 @@ def two_lmstudios(tmp_path, settings, db, monkeypatch):
     """routes.yaml with two backends (a.test, b.test) faked by respx; the pool's clock is ours."""
     import respx
 
-    from routing import upstream
-    from routing.catalog import set_catalog
-    from routing.registry import reset_registry
+    from tests.conftest import use_state
 
     path = tmp_path / "routes.yaml"
     path.write_text(TWO)
     settings.ROUTES_FILE, settings.BACKEND_COOL_OFF = path, 10.0
-    monkeypatch.setattr(upstream, "make_upstream", lambda url, api_key="": upstream.Upstream(
-        url, api_key=api_key, transport=httpx.AsyncHTTPTransport()))
-    reset_registry()
-    upstream.set_upstream(upstream.Upstream("http://default.test", transport=httpx.AsyncHTTPTransport()))
-    set_catalog(None)
+    settings.LMSTUDIO_URL = "http://default.test"
     clock = Clock()
-    get_pool().clock = clock
+    use_state(settings).pool.clock = clock
     with respx.mock(assert_all_called=False) as router:
         router.clock = clock
         yield router
-    upstream.set_upstream(None)
-    set_catalog(None)
-    reset_registry()
 
 
 CHAT = {"model": "coder", "messages": [{"role": "user", "content": "hi"}], "stream": False}
@@ -131,14 +121,14 @@ async def test_fallback_goes_to_the_next_backend_and_passes_over_the_failed_one_
     assert (await chat()).status_code == 200
     assert a.call_count == 1 and b.call_count == 1
     assert a.calls[0].request.headers["authorization"] == "Bearer sekret"
-    assert get_pool().status()["mac-studio"]["up"] is False
+    assert current().pool.status()["mac-studio"]["up"] is False
     assert (await chat()).status_code == 200
     assert a.call_count == 1 and b.call_count == 2  # cooling off: not tried first
     two_lmstudios.clock.now += 10.5
     a.mock(side_effect=lambda r: chat_stream())
     assert (await chat()).status_code == 200
     assert a.call_count == 2 and b.call_count == 2  # probed again first, and it answered
-    assert get_pool().status()["mac-studio"] == {"url": "http://a.test", "up": True, "open_requests": 0,
+    assert current().pool.status()["mac-studio"] == {"url": "http://a.test", "up": True, "open_requests": 0,
                                                  "last_error": ""}
 
 
@@ -167,36 +157,37 @@ async def test_when_every_backend_fails_the_last_failure_is_the_answer(two_lmstu
 
 @pytest.mark.anyio
 async def test_least_busy_counts_a_request_open_until_its_exchange_finishes(two_lmstudios):
-    from routing.registry import get_registry
+    from routing.proxy.state import current
 
     for host in ("a", "b"):
         two_lmstudios.post(f"http://{host}.test/v1/chat/completions").mock(side_effect=lambda r: chat_stream())
-    table = await get_registry().table()
+    table = await current().registry.table()
     route = table.resolve("busy")
     first, second = Exchange("ollama", "/api/chat"), Exchange("ollama", "/api/chat")
-    _, response = await open_on_backends(table, route, first, "POST", "/v1/chat/completions", {}, model="busy")
+    state = current()
+    _, response = await state.pool.open(state.admission, table, route, first, "POST", "/v1/chat/completions",
+                                        {}, model="busy")
     await response.aclose()
-    assert first.backend == "mac-studio" and get_pool().states["mac-studio"].open_requests == 1
-    _, response = await open_on_backends(table, route, second, "POST", "/v1/chat/completions", {}, model="busy")
+    assert first.backend == "mac-studio" and state.pool.states["mac-studio"].open_requests == 1
+    _, response = await state.pool.open(state.admission, table, route, second, "POST", "/v1/chat/completions",
+                                        {}, model="busy")
     await response.aclose()
     assert second.backend == "gpu-box"
-    exchange_finished(first)
-    exchange_finished(second)
-    assert {s.name: s.open_requests for s in get_pool().states.values()} == {
+    state.observers.finished(first)
+    state.observers.finished(second)
+    assert {s.name: s.open_requests for s in current().pool.states.values()} == {
         "default": 0, "mac-studio": 0, "gpu-box": 0}
 
 
 @pytest.mark.anyio
 async def test_the_exchange_records_the_backend_that_answered(two_lmstudios):
-    from routing.observers import register, unregister
-
     two_lmstudios.post("http://b.test/v1/chat/completions").mock(side_effect=lambda r: chat_stream())
     seen = []
-    register(seen.append)
+    current().observers.add(seen.append)
     try:
         assert (await chat({**CHAT, "model": "solo"})).status_code == 200
     finally:
-        unregister(seen.append)
+        current().observers.remove(seen.append)
     assert [e.backend for e in seen] == ["gpu-box"]
 
 
@@ -240,19 +231,20 @@ def test_an_admin_alias_names_backends_validated_like_the_file(two_lmstudios):
 
 def test_an_admin_alias_brings_its_backends_into_the_effective_table(two_lmstudios):
     from routing.models import Alias as StoredAlias
-    from routing.registry import get_registry
+    from routing.proxy.state import current
 
     StoredAlias.objects.create(name="coder", model="m", backends="gpu-box", policy="least-busy")
-    table = get_registry().current_table()
+    table = current().registry.current_table()
     assert table.resolve("coder").backends(table.defaults) == (("gpu-box",), "least-busy")
-    assert table.backends is get_registry().file_table().backends  # the admin adds none: the same
+    assert table.backends is current().registry.file_table().backends  # the admin adds none: the same
 
 
 def test_an_admin_backend_is_validated_and_merged_over_the_file_ones(two_lmstudios):
     from django.core.exceptions import ValidationError
 
-    from routing.models import Alias as StoredAlias, Backend as StoredBackend
-    from routing.registry import get_registry
+    from routing.models import Alias as StoredAlias
+    from routing.models import Backend as StoredBackend
+    from routing.proxy.state import current
 
     for bad, field, message in [
             ({"name": "x", "url": "ftp://x"}, "url", "backend 'x': 'url' must be an http(s) URL"),
@@ -265,7 +257,7 @@ def test_an_admin_backend_is_validated_and_merged_over_the_file_ones(two_lmstudi
     StoredBackend.objects.create(name="gpu-box", url="http://b2.test", api_key="k")  # overrides the file's
     StoredAlias(name="team", model="m", backends="spare, gpu-box").full_clean()  # the admin's are known
     StoredAlias.objects.create(name="team", model="m", backends="spare, gpu-box")
-    table = get_registry().current_table()
+    table = current().registry.current_table()
     assert {n: b.url for n, b in table.backends.items()} == {
         "mac-studio": "http://a.test", "gpu-box": "http://b2.test", "spare": "http://c.test"}
     assert table.resolve("team").backends(table.defaults) == (("spare", "gpu-box"), "fallback")
@@ -273,15 +265,15 @@ def test_an_admin_backend_is_validated_and_merged_over_the_file_ones(two_lmstudi
 
 @pytest.mark.anyio
 async def test_a_route_naming_no_configured_backend_is_a_502_saying_so(two_lmstudios):
-    from routing.errors import UpstreamUnavailable
-    from routing.registry import get_registry
-    from routing.table import Alias, Route
+    from routing.config.table import Route, RouteAlias
+    from routing.core.errors import UpstreamUnavailable
+    from routing.proxy.state import current
 
-    table = await get_registry().table()
-    route = Route("team", "m", Alias("team", "m", backends=("gone",)))
+    table = await current().registry.table()
+    route = Route("team", "m", RouteAlias("team", "m", backends=("gone",)))
     with pytest.raises(UpstreamUnavailable, match="no configured backend among gone"):
-        await open_on_backends(table, route, Exchange("ollama", "/api/chat"), "POST", "/v1/chat/completions",
-                               {}, model="team")
+        await current().pool.open(current().admission, table, route, Exchange("ollama", "/api/chat"), "POST",
+                                  "/v1/chat/completions", {}, model="team")
 
 
 @pytest.mark.anyio
@@ -296,4 +288,4 @@ async def test_an_unreachable_backend_is_not_asked_for_every_model_list_while_it
         tags = (await AsyncClient().get("/api/tags")).json()["models"]
         assert "m-b:latest" in [m["name"] for m in tags]
     assert [route.call_count for route in dead.values()] == [1, 1]
-    assert get_pool().status()["mac-studio"]["up"] is False
+    assert current().pool.status()["mac-studio"]["up"] is False

@@ -1,9 +1,10 @@
-"""Backend selection: fallback order, least-busy, cool-off and probing back, client reuse."""
+"""RouteBackend selection: fallback order, least-busy, cool-off and probing back, client reuse."""
 import pytest
 
-from routing.backends import Backend, BackendPool
+from routing.config.table import DEFAULT_BACKEND, RouteBackend
+from routing.lmstudio.backends import BackendPool
 
-A, B, C = Backend("a", "http://127.0.0.1:1"), Backend("b", "http://127.0.0.1:2"), Backend("c", "http://127.0.0.1:3")
+A, B, C = RouteBackend("a", "http://127.0.0.1:1"), RouteBackend("b", "http://127.0.0.1:2"), RouteBackend("c", "http://127.0.0.1:3")
 
 
 class Clock:
@@ -16,7 +17,8 @@ class Clock:
 @pytest.fixture
 def pool():
     clock = Clock()
-    p = BackendPool(make_upstream=lambda b: f"client-{b.name}", cool_off=10.0, clock=clock)
+    p = BackendPool(RouteBackend(DEFAULT_BACKEND, "http://127.0.0.1:0"), lambda b: f"client-{b.name}",
+                    lambda upstream: f"catalog-of-{upstream}", cool_off=10.0, clock=clock)
     p.sync([A, B, C])
     p.clock_ = clock
     return p
@@ -61,7 +63,15 @@ def test_when_all_are_down_the_soonest_back_is_tried_first(pool):
 
 def test_sync_reuses_unchanged_clients_and_retires_changed_ones(pool):
     before = pool.states["a"].upstream
-    retired = pool.sync([A, Backend("b", "http://127.0.0.1:9")])
+    retired = pool.sync([A, RouteBackend("b", "http://127.0.0.1:9")])
     assert pool.states["a"].upstream is before
     assert sorted(retired) == ["client-b", "client-c"]
     assert pool.states["b"].backend.url == "http://127.0.0.1:9"
+    assert list(pool.states) == [DEFAULT_BACKEND, "a", "b"]  # the default backend always stays
+
+
+def test_the_secrets_snapshot_follows_the_backends_in_force(pool):
+    pool.sync([RouteBackend("a", "http://user:url-password@127.0.0.1:1", api_key="key-of-a")])
+    assert {"key-of-a", "url-password"} <= set(pool.secrets)
+    pool.sync([A])
+    assert "key-of-a" not in pool.secrets and "url-password" not in pool.secrets

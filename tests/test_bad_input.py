@@ -5,9 +5,9 @@ import pytest
 from django.test import AsyncClient
 
 from adminui.rows import LogPolicy, exchange_to_row
-from routing import observers
-from routing.bodies import MAX_JSON_DEPTH, depth_exceeds, parse_json_object
-from routing.errors import BadRequest
+from routing.core.errors import BadRequest
+from routing.proxy.bodies import MAX_JSON_DEPTH, depth_exceeds, parse_json_object
+from routing.proxy.state import current
 from tests.upstream_stubs import healthy_lmstudio
 
 pytestmark = pytest.mark.anyio
@@ -91,12 +91,12 @@ BAD = [
 async def test_bad_input_is_a_400_with_a_history_row(settings, routes_file, upstream_mock, path, body):
     healthy_lmstudio(upstream_mock)
     seen = []
-    observers.register(seen.append)
+    current().observers.add(seen.append)
     try:
         raw = orjson.dumps(body) if depth_of(body) < 250 else deep_bytes(body)
         response = await AsyncClient().post(path, raw, content_type="application/json")
     finally:
-        observers.unregister(seen.append)
+        current().observers.remove(seen.append)
     assert response.status_code == 400, response.content[:300]
     error = response.json()["error"]
     assert (error["message"] if path.startswith("/v1/") else error)

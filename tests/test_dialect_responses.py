@@ -2,9 +2,9 @@
 a sequence of LM Studio chunks becomes."""
 import pytest
 
+from routing.core.errors import BadRequest, UpstreamError
+from routing.core.exchange import Timing
 from routing.dialects import responses
-from routing.errors import BadRequest, UpstreamError
-from routing.exchange import Timing
 from tests.upstream_stubs import delta_chunk as chunk
 
 

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from routing.durations import FOREVER, parse_duration, ttl_seconds
+from routing.config.durations import FOREVER, parse_duration, ttl_seconds
 
 
 @pytest.mark.parametrize("value, seconds", [

@@ -9,8 +9,8 @@ import httpx
 import orjson
 import pytest
 
-from tests.conftest import start_proxy, stop
 from tests.conftest import db_query as query
+from tests.conftest import start_proxy, stop
 
 pytestmark = pytest.mark.e2e
 

@@ -9,9 +9,9 @@ import time
 import httpx
 import pytest
 
-from routing.errors import TooManyRequests, UpstreamBusy
-from routing.fairness import Admission
-from routing.upstream import Upstream
+from routing.core.errors import TooManyRequests, UpstreamBusy
+from routing.lmstudio.admission import Admission
+from routing.lmstudio.client import Upstream
 from tests.conftest import start_proxy, stop
 
 CHAT = {"model": "coder", "messages": [{"role": "user", "content": "hi"}]}

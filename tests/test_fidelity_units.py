@@ -8,15 +8,23 @@ from datetime import datetime, timezone
 import httpx
 import pytest
 
-from routing import embeddings, model_info
-from routing.catalog import merge_native
-from routing.errors import BadRequest, EndpointMissing, NotSupported
-from routing.exchange import Timing
-from routing.dialects.ollama import (generate_to_openai, generate_upstream_path, lifecycle_action,
-                                    openai_tools, think_params)
-from routing.dialects.ollama import Translator as OllamaTranslator, lifecycle_answer
-from routing.routes import RouteTable, load_routes
-from routing.upstream import check_response
+from routing.api import listings as model_info
+from routing.config.loader import load_routes
+from routing.config.table import RouteTable
+from routing.core.errors import BadRequest, EndpointMissing, NotSupported
+from routing.core.exchange import Timing
+from routing.dialects import embeddings
+from routing.dialects.ollama import Translator as OllamaTranslator
+from routing.dialects.ollama import (
+    generate_to_openai,
+    generate_upstream_path,
+    lifecycle_action,
+    lifecycle_answer,
+    openai_tools,
+    think_params,
+)
+from routing.lmstudio.catalog import merge_native
+from routing.lmstudio.client import check_response
 
 # --- embeddings ----------------------------------------------------------------------------------
 
@@ -227,21 +235,25 @@ def run(coro):
     (200, {"error": "Unexpected endpoint or method. (GET /api/v1/models)"}),
 ])
 def test_unload_without_api_v1_is_an_honest_error(upstream_mock, status, body):
-    from routing import lifecycle
+    from routing.lmstudio import loading
+    from routing.proxy.state import current
 
     upstream_mock.get("/api/v1/models").mock(return_value=httpx.Response(status, json=body))
+    state = current()
     with pytest.raises(NotSupported) as info:
-        run(lifecycle.unload("qwen"))
+        run(loading.unload(state.pool.default, "qwen", state.loader))
     assert "lms unload qwen" in info.value.message and info.value.status == 501
 
 
 def test_unload_unloads_every_loaded_instance(upstream_mock):
-    from routing import lifecycle
+    from routing.lmstudio import loading
+    from routing.proxy.state import current
 
+    state = current()
     upstream_mock.get("/api/v1/models").mock(return_value=httpx.Response(200, json={"models": [
         {"key": "qwen", "loaded_instances": [{"id": "qwen"}, {"id": "qwen:2"}]}, {"key": "other"}]}))
     unload = upstream_mock.post("/api/v1/models/unload").mock(return_value=httpx.Response(200, json={}))
-    assert run(lifecycle.unload("qwen")) == ["qwen", "qwen:2"]
+    assert run(loading.unload(state.pool.default, "qwen", state.loader)) == ["qwen", "qwen:2"]
     assert [call.request.content for call in unload.calls] == [b'{"instance_id":"qwen"}',
                                                                 b'{"instance_id":"qwen:2"}']
 
@@ -279,11 +291,11 @@ def test_a_stream_options_that_is_not_an_object_is_a_bad_request():
     (httpx.Response(500, json={"error": {"message": "boom"}}), False),
 ])
 def test_the_catalog_adds_native_descriptions_when_lmstudio_has_them(upstream_mock, native, has_native):
-    from routing.catalog import get_catalog
+    from routing.proxy.state import current
 
     upstream_mock.get("/api/v0/models").mock(return_value=httpx.Response(200, json={"data": [V0]}))
     upstream_mock.get("/api/v1/models").mock(return_value=native)
-    models = run(get_catalog().models())
+    models = run(current().pool.default.catalog.models())
     assert list(models) == ["q"] and ("native" in models["q"]) == has_native
 
 

@@ -15,7 +15,8 @@ import httpx
 import orjson
 import pytest
 from django.test import AsyncClient
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.api_endpoints import API_ENDPOINTS
 from tests.upstream_stubs import MODELS, chat_stream, completion_stream, embeddings_answer

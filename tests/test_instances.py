@@ -10,11 +10,11 @@ import pytest
 from django.core.management import call_command
 from django.test import AsyncClient
 
-from routing.exchange import Exchange
-from routing.instances import reset_loader
+from routing.config.loader import load_routes
+from routing.core.exchange import Exchange
 from routing.models import Alias
-from routing.registry import get_registry, reset_registry
-from routing.routes import load_routes
+from routing.proxy.state import current
+from tests.conftest import use_state
 
 ROUTES = """
 defaults:
@@ -30,12 +30,10 @@ V0 = {"object": "list", "data": [{"id": "qwen2.5-7b-instruct", "type": "llm", "s
 
 
 @pytest.fixture
-def routes(routes_file):
+def routes(routes_file, settings):
     routes_file.write_text(ROUTES)
-    reset_registry()
-    reset_loader()
+    use_state(settings)
     yield routes_file
-    reset_loader()
 
 
 @pytest.mark.anyio
@@ -66,11 +64,23 @@ def test_manage_py_check_says_load_settings_are_not_applicable_without_api_v1(up
     assert check_load_settings() == []
 
 
-def test_manage_py_check_asks_nothing_when_no_alias_has_load_settings(upstream_mock, routes):
+def test_manage_py_check_asks_lmstudio_nothing_unless_told_to(upstream_mock, routes):
+    """`manage.py check` runs before every `migrate` and `runserver`: it must not call LM Studio. The
+    check that does is tagged `lmstudio` and runs only with --deploy."""
+    from django.core.management import call_command
+
+    call_command("check")
+    assert not upstream_mock.calls
+    with pytest.raises(Exception, match="routing.W002"):  # a warning, made an error by --fail-level
+        call_command("check", "--deploy", "--tag", "lmstudio", "--fail-level", "WARNING")
+    assert [call.request.url.path for call in upstream_mock.calls] == ["/api/v1/models"]
+
+
+def test_manage_py_check_asks_nothing_when_no_alias_has_load_settings(upstream_mock, routes, settings):
     from routing.checks import check_load_settings
 
     routes.write_text("aliases: {plain: qwen2.5-7b-instruct}\n")
-    reset_registry()
+    use_state(settings)
     assert check_load_settings() == [] and not upstream_mock.calls
 
 
@@ -89,10 +99,10 @@ def test_the_admin_stores_exports_and_imports_load_settings_like_routes_yaml(rou
                    offload_kv_cache_to_gpu=False, num_ctx_max=65536)
     stored.full_clean()
     stored.save()
-    table = get_registry().current_table()
+    table = current().registry.current_table()
     agent = table.aliases["agent"]
     assert (agent.context_length, agent.offload_kv_cache_to_gpu, agent.num_ctx_max) == (32768, False, 65536)
-    exported = get_registry().export_yaml()
+    exported = current().registry.export_yaml()
     again = load_routes(io.StringIO(exported), "export.yaml")
     assert again.aliases["long"].context_length == 65536 and again.aliases["long"].flash_attention is True
     assert again.aliases["agent"].num_ctx_max == 65536 and again.aliases["plain"].context_length is None

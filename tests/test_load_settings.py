@@ -4,9 +4,9 @@ import io
 
 import pytest
 
-from routing import load_settings
-from routing.load_settings import choose_instance, clamp_to_model, effective, with_num_ctx
-from routing.routes import RouteTableError, load_routes
+from routing.config import load_settings
+from routing.config.load_settings import choose_instance, clamp_to_model, effective, with_num_ctx
+from routing.config.loader import RouteTableError, load_routes
 
 
 def load(text: str):

@@ -5,8 +5,9 @@ import pytest
 from django.test import AsyncClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from routing import errors, observers
-from routing.upstream import check_response
+from routing.core import errors
+from routing.lmstudio.client import check_response
+from routing.proxy.state import current
 from tests.upstream_stubs import healthy_lmstudio
 
 pytestmark = pytest.mark.anyio
@@ -74,8 +75,7 @@ async def test_metrics_count_requests_tokens_latency_and_upstream_errors(routes_
 
 
 async def test_the_open_streams_gauge_counts_a_stream_while_it_is_relayed(routes_file, upstream_mock):
-    from routing.metrics import OPEN_STREAMS
-
+    OPEN_STREAMS = current().metrics.open_streams
     healthy_lmstudio(upstream_mock)
     response = await AsyncClient().post("/api/chat", CHAT, content_type="application/json")
     stream = aiter(response.streaming_content)
@@ -96,10 +96,10 @@ async def test_unknown_api_paths_are_json_404s(db, path):  # db: a catch-all may
 @pytest.mark.parametrize("path", ["/api/chat", "/v1/chat/completions"])
 async def test_a_bug_in_the_proxy_is_a_json_500_without_a_traceback(routes_file, upstream_mock,
                                                                    monkeypatch, path):
-    def broken():
+    async def broken():
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr("routing.pipeline.get_registry", broken)
+    monkeypatch.setattr(current().registry, "table", broken)
     response = await AsyncClient(raise_request_exception=False).post(path, CHAT,
                                                                      content_type="application/json")
     assert response.status_code == 500 and b"secret internals" not in response.content
@@ -145,12 +145,11 @@ def test_lmstudio_error_answers_become_the_right_errors(status, body, kind, http
 
 
 async def test_a_client_leaving_mid_stream_closes_upstream_and_is_recorded_once():
-    from routing.exchange import DISCONNECTED, Exchange
-    from routing.metrics import OPEN_STREAMS
-    from routing.dialects.ollama import Translator as OllamaTranslator
+    from routing.core.exchange import DISCONNECTED, Exchange
     from routing.dialects.ollama import DIALECT as OLLAMA
-    from routing.relay import relay
-    from routing.events import EventStream
+    from routing.dialects.ollama import Translator as OllamaTranslator
+    from routing.lmstudio.events import EventStream
+    from routing.proxy.relay import relay
 
     upstream_closed = []
 
@@ -162,15 +161,17 @@ async def test_a_client_leaving_mid_stream_closes_upstream_and_is_recorded_once(
             upstream_closed.append(True)
 
     seen = []
-    observers.register(seen.append)
+    state = current()
+    OPEN_STREAMS = state.metrics.open_streams
+    state.observers.add(seen.append)
     try:
         exchange = Exchange(api="ollama", endpoint="/api/chat")
-        stream = relay(EventStream(batches()), OllamaTranslator("coder", "chat"), OLLAMA, exchange)
+        stream = relay(EventStream(batches()), OllamaTranslator("coder", "chat"), OLLAMA, exchange, state)
         assert b"tok0" in await anext(stream)
         assert OPEN_STREAMS._value.get() == 1
         await stream.aclose()  # what the server does when the client hangs up
     finally:
-        observers.unregister(seen.append)
+        current().observers.remove(seen.append)
     assert upstream_closed == [True] and OPEN_STREAMS._value.get() == 0
     assert seen == [exchange] and exchange.outcome == DISCONNECTED and exchange.status == 499
 

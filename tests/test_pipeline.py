@@ -6,8 +6,9 @@ import orjson
 import pytest
 from django.test import AsyncClient
 
-from routing.exchange import DISCONNECTED
-from routing.observers import register, unregister
+from routing.core.exchange import DISCONNECTED
+from routing.proxy.state import current
+from tests.conftest import use_state
 
 pytestmark = pytest.mark.anyio
 
@@ -31,9 +32,9 @@ USAGE = {"choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 2, "t
 def finished():
     """Every exchange handed to the observers during the test."""
     seen = []
-    register(seen.append)
+    current().observers.add(seen.append)
     yield seen
-    unregister(seen.append)
+    current().observers.remove(seen.append)
 
 
 def stream_reply(*events, done=True):
@@ -182,9 +183,10 @@ async def test_stream_null_means_the_dialects_default(upstream_mock, routes_file
 
 
 async def test_with_passthrough_and_a_fallback_lmstudio_ids_pass_and_unknown_names_fall_back(
-        upstream_mock, routes_file):
+        upstream_mock, routes_file, settings):
     routes_file.write_text("defaults: {passthrough: true, fallback: coder}\n"
                            "aliases:\n  coder: qwen2.5-7b-instruct\n")
+    use_state(settings)
     upstream_mock.get("/api/v0/models").mock(return_value=httpx.Response(
         200, json={"data": [{"id": "qwen2.5-7b-instruct"}, {"id": "qwen/qwen3-4b"}]}))
     route = upstream_mock.post("/v1/chat/completions").mock(

@@ -8,14 +8,14 @@ from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.test import AsyncClient
 
-from routing.download_jobs import JobGone, RunningJobs
-from routing.downloads import Download, parse_download
-from routing.errors import BadRequest, ModelNotFound
+from routing.config.downloads import Download, parse_download
+from routing.config.dump import dump_routes
+from routing.config.loader import RouteTableError, load_routes
+from routing.config.table import Route
+from routing.core.errors import BadRequest, ModelNotFound
+from routing.lmstudio.downloads import JobGone, RunningJobs
 from routing.models import Alias as StoredAlias
-from routing.pull import digest_of, name_download, progress_line, pull_target
-from routing.routes import RouteTableError, load_routes
-from routing.routes_dump import dump_routes
-from routing.table import Route
+from routing.proxy.pull import digest_of, name_download, progress_line, pull_target
 from tests.upstream_stubs import MODELS
 
 TABLE = load_routes(io.StringIO("""
@@ -166,9 +166,9 @@ def test_routes_import_and_export_carry_downloads(routes_file, tmp_path, capsys)
 
 @pytest.fixture
 def backend(upstream_mock):
-    from routing.backends import get_pool
+    from routing.proxy.state import current
 
-    return get_pool({}).states["default"]
+    return current().pool.default
 
 
 @pytest.mark.anyio

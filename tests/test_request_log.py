@@ -11,7 +11,7 @@ from adminui.request_log import write_rows
 from adminui.retention import prune_logs
 from adminui.rows import REDACTED, LogPolicy, cap, exchange_to_row, redact
 from adminui.writer import LogWriter
-from routing.exchange import DISCONNECTED, Exchange
+from routing.core.exchange import DISCONNECTED, Exchange
 
 POLICY = LogPolicy(bodies=True, max_bytes=1000, secrets=("lm-secret-key",))
 
@@ -111,9 +111,12 @@ def test_a_secret_named_field_is_redacted_whatever_its_value_and_depth(name, val
 def test_the_proxys_own_secrets_are_redacted_wherever_a_client_echoes_them(settings, secret):
     settings.API_KEY, settings.LMSTUDIO_API_KEY = "proxy-api-key-123", "backend-key-456"
     settings.LMSTUDIO_URL = "http://lm:hunter22@127.0.0.1:1234"
+    from tests.conftest import use_state
+
+    secrets = use_state(settings).pool.secrets  # what the writer thread is handed
     body = {"messages": [{"role": "user", "content": f"my key is {secret}, keep it"}]}
     row = exchange_to_row(finished_exchange(request_body=body, response_text=f"you said {secret}"),
-                          LogPolicy.from_settings())
+                          LogPolicy.from_settings(secrets))
     assert secret not in row["request_body"] and secret not in row["response_text"]
     assert "keep it" in row["request_body"]
 

@@ -3,7 +3,8 @@ import io
 
 import pytest
 
-from routing.routes import Alias, RouteTable, RouteTableError, load_routes, normalize_name
+from routing.config.loader import RouteTableError, load_routes
+from routing.config.table import RouteAlias, RouteTable, normalize_name
 
 
 def load(text: str) -> RouteTable:
@@ -33,7 +34,7 @@ def test_it_loads_every_field_of_a_full_file():
     assert (coder.model, coder.ttl, coder.temperature, coder.system, coder.system_mode) == (
         "qwen2.5-7b-instruct", 5400, 0.2, "You are terse.", "replace")
     assert dict(coder.options) == {"top_p": 0.9, "stop": ["</s>"]}
-    assert table.aliases["chat"] == Alias(name="chat", model="llama-3.2-1b-instruct")
+    assert table.aliases["chat"] == RouteAlias(name="chat", model="llama-3.2-1b-instruct")
 
 
 def test_an_empty_file_is_an_empty_table_that_passes_names_through():
@@ -102,6 +103,6 @@ def test_ttl_precedence_alias_over_defaults():
 
 
 def test_admin_aliases_win_over_file_aliases():
-    table = load(FULL).with_aliases([Alias(name="coder", model="other", source="admin")])
+    table = load(FULL).with_aliases([RouteAlias(name="coder", model="other", source="admin")])
     assert table.resolve("coder").model == "other"
     assert table.resolve("chat").model == "llama-3.2-1b-instruct"

@@ -8,11 +8,11 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from adminui import lmstudio
+from routing.config.loader import RouteTableError, load_routes
+from routing.config.table import RouteEndpoint as TableEndpoint
 from routing.models import Alias, DeclaredEndpoint, RouteDefaults
-from routing.registry import get_registry
-from routing.routes import RouteTableError, load_routes
-from routing.table import DeclaredEndpoint as TableEndpoint
-from tests.conftest import table_once_checked
+from routing.proxy.state import current
+from tests.conftest import table_once_checked, use_state
 
 pytestmark = pytest.mark.django_db
 
@@ -35,8 +35,9 @@ def no_lmstudio(monkeypatch):
 
 
 @pytest.fixture
-def routes(routes_file):
+def routes(routes_file, settings):
     routes_file.write_text(ROUTES)
+    use_state(settings)
     return routes_file
 
 
@@ -69,7 +70,7 @@ def test_a_pattern_tying_with_another_admin_pattern_is_refused_naming_it(routes)
 @pytest.mark.parametrize("name", ["llama3.1*", "llama3*", "gpt-*"])
 def test_a_more_specific_pattern_or_an_override_of_the_same_pattern_is_fine(routes, name):
     saved(Alias(name=name, model="m"))
-    assert get_registry().current_table().aliases[name].source == "admin"
+    assert current().registry.current_table().aliases[name].source == "admin"
 
 
 def test_an_edited_pattern_does_not_tie_with_itself_and_a_disabled_one_ties_with_nothing(routes):
@@ -87,7 +88,7 @@ def test_the_loader_and_the_admin_report_ties_alike(routes):
 
 def test_an_admin_pattern_serves_matching_names(routes):
     saved(Alias(name="gpt-4*", model="llama-3.2-1b-instruct"))
-    route = get_registry().current_table().resolve("gpt-4o")
+    route = current().registry.current_table().resolve("gpt-4o")
     assert (route.model, route.via, route.alias.source) == ("llama-3.2-1b-instruct", "pattern", "admin")
 
 
@@ -95,13 +96,13 @@ def test_an_admin_pattern_serves_matching_names(routes):
 
 
 def test_defaults_set_in_the_admin_override_the_file_and_empty_ones_keep_it(routes):
-    table = get_registry().current_table()
+    table = current().registry.current_table()
     assert (table.defaults.expose, table.defaults.ttl, table.defaults.fallback) == ("all", 600, "coder")
     saved(RouteDefaults(expose="aliases", passthrough=False, fallback="tiny"))
-    defaults = get_registry().current_table().defaults
+    defaults = current().registry.current_table().defaults
     assert (defaults.expose, defaults.passthrough, defaults.fallback, defaults.ttl) == (
         "aliases", False, "tiny", 600)
-    assert get_registry().current_table().resolve("unknown-model").model == "llama-3.2-1b-instruct"
+    assert current().registry.current_table().resolve("unknown-model").model == "llama-3.2-1b-instruct"
 
 
 def test_the_defaults_are_one_row():
@@ -128,7 +129,7 @@ def test_the_fallback_may_name_an_admin_alias(routes):
 
 def test_the_shared_defaults_rule_refuses_a_bad_expose_even_around_the_form(routes, caplog):
     RouteDefaults.objects.create(expose="some")  # written around the admin's validation
-    assert get_registry().current_table().defaults.expose == "all"
+    assert current().registry.current_table().defaults.expose == "all"
     assert "admin defaults skipped: defaults: 'expose' must be one of all, aliases, none" in caplog.text
 
 
@@ -151,7 +152,7 @@ def test_declared_endpoints_are_validated_like_the_loader(routes, fields, field,
 def test_admin_endpoints_add_to_the_file_and_override_the_same_method_and_path(routes):
     saved(DeclaredEndpoint(method="POST", path="/props", body={"n_ctx": 8192}))
     saved(DeclaredEndpoint(method="GET", path="/api/experimental/capabilities", status=201, body=[]))
-    table = get_registry().current_table()
+    table = current().registry.current_table()
     assert table.endpoint("POST", "/props") == TableEndpoint("POST", "/props", 200, {"n_ctx": 8192},
                                                             source="admin")
     capabilities = table.endpoint("HEAD", "/api/experimental/capabilities")
@@ -172,7 +173,7 @@ def test_the_same_method_and_path_is_stored_once(routes):
 async def test_requests_see_defaults_and_endpoints_saved_in_the_admin_at_once(routes):
     from asgiref.sync import sync_to_async
 
-    registry = get_registry()
+    registry = current().registry
     first = await registry.table()
     assert await registry.table() is first and first.defaults.expose == "all"
     await sync_to_async(saved)(RouteDefaults(expose="aliases"))
@@ -189,9 +190,9 @@ async def test_another_process_edit_of_defaults_or_endpoints_is_seen_after_the_i
                                                                                         monkeypatch):
     from asgiref.sync import sync_to_async
 
-    import routing.registry as registry_module
+    import routing.config.registry as registry_module
 
-    registry = get_registry()
+    registry = current().registry
     monkeypatch.setattr(registry_module, "DB_CHECK_INTERVAL", 3600)
     await registry.table()
     # Another process writes to the database: no signal reaches this one.
@@ -210,8 +211,8 @@ def test_export_loads_back_into_the_same_table_with_everything(routes):
     saved(Alias(name="gpt-4*", model="llama-3.2-1b-instruct", hidden=True))
     saved(RouteDefaults(expose="aliases", fallback="tiny", passthrough=False))
     saved(DeclaredEndpoint(method="POST", path="/props", status=202, body={"a": [1, None]}))
-    expected = get_registry().current_table()
-    again = load_routes(io.StringIO(get_registry().export_yaml()), "export.yaml")
+    expected = current().registry.current_table()
+    again = load_routes(io.StringIO(current().registry.export_yaml()), "export.yaml")
     assert again.defaults == expected.defaults
     assert again.defaults.expose == "aliases" and again.defaults.ttl == 600
     as_file = {n: a.__class__(**{**a.__dict__, "source": "file"}) for n, a in expected.aliases.items()}
@@ -231,7 +232,7 @@ def test_import_stores_defaults_and_endpoints_in_the_admin(tmp_path, routes):
         "aliases", "helper", None, None)
     assert list(DeclaredEndpoint.objects.values_list("method", "path", "status", "body")) == [
         ("POST", "/props", 201, {"a": 1})]
-    table = get_registry().current_table()
+    table = current().registry.current_table()
     assert table.resolve("nobody-knows").alias is None  # passthrough still routes.yaml's (on)
     assert table.defaults.fallback == "helper" and table.resolve("mistral-7b").model == "m2"
 
@@ -315,7 +316,7 @@ def test_manage_py_check_warns_about_admin_rows_a_routes_file_edit_broke(routes)
     DeclaredEndpoint.objects.create(method="GET", path="/api/chat")  # written around the admin
     broken = ROUTES.replace("coder", "coder2").replace("aliases:\n", "aliases:\n  'mistral*': m\n")
     routes.write_text(broken)
-    get_registry()._checked = float("-inf")  # look at the file now
+    current().registry._checked = float("-inf")  # look at the file now
     messages = [w.msg for w in check_admin_store()]
     assert len(messages) == 3, messages
     assert "admin alias 'mistral?': patterns 'mistral*' (in routes.yaml) and 'mistral?'" in messages[0]

@@ -3,13 +3,18 @@ import base64
 
 import pytest
 
-from routing.errors import BadRequest
-from routing.exchange import Timing
-from routing.dialects.ollama import (chat_to_openai, generate_to_openai, keep_alive_ttl,
-                                    ollama_messages_to_openai, response_format)
+from routing.config.overrides import apply_route, apply_system, options_to_params
+from routing.config.table import Defaults, Route, RouteAlias
+from routing.core.errors import BadRequest
+from routing.core.exchange import Timing
 from routing.dialects.ollama import Translator as OllamaTranslator
-from routing.overrides import apply_route, apply_system, options_to_params
-from routing.routes import Alias, Defaults, Route
+from routing.dialects.ollama import (
+    chat_to_openai,
+    generate_to_openai,
+    keep_alive_ttl,
+    ollama_messages_to_openai,
+    response_format,
+)
 
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * 16).decode()
 JPEG = base64.b64encode(b"\xff\xd8\xff\xe0" + b"\0" * 16).decode()
@@ -100,7 +105,7 @@ def test_a_bad_keep_alive_is_a_bad_request():
         keep_alive_ttl({"keep_alive": "later"})
 
 
-ALIAS = Alias(name="coder", model="qwen", ttl=1800, temperature=0.2, system="Be terse.",
+ALIAS = RouteAlias(name="coder", model="qwen", ttl=1800, temperature=0.2, system="Be terse.",
               options={"top_p": 0.9, "num_predict": 64})
 
 
@@ -122,7 +127,7 @@ def test_alias_overrides_replace_client_values():
     (None, True, 1800, 600, None),    # keep_alive: -1 (forever) sends no ttl at all
 ])
 def test_ttl_precedence(client_ttl, sent, alias_ttl, default_ttl, expected):
-    alias = Alias(name="a", model="m", ttl=alias_ttl)
+    alias = RouteAlias(name="a", model="m", ttl=alias_ttl)
     out = apply_route({"messages": []}, Route("a", "m", alias), Defaults(ttl=default_ttl), client_ttl, sent)
     assert out.get("ttl") == expected
 
@@ -136,13 +141,13 @@ CLIENT_SYSTEM = [{"role": "system", "content": "client"}, {"role": "user", "cont
     ("default", [("system", "client"), ("user", "hi")]),
 ])
 def test_system_modes(mode, roles_contents):
-    alias = Alias(name="a", model="m", system="alias", system_mode=mode)
+    alias = RouteAlias(name="a", model="m", system="alias", system_mode=mode)
     out = apply_system(CLIENT_SYSTEM, alias)
     assert [(m["role"], m["content"]) for m in out] == roles_contents
 
 
 def test_default_mode_adds_the_system_prompt_when_the_client_sent_none():
-    alias = Alias(name="a", model="m", system="alias", system_mode="default")
+    alias = RouteAlias(name="a", model="m", system="alias", system_mode="default")
     assert apply_system([{"role": "user", "content": "hi"}], alias)[0]["content"] == "alias"
 
 

@@ -1,9 +1,8 @@
 """SSE events from LM Studio: parsed once per line, relayed in the batches they arrived in."""
 import pytest
 
-from routing.errors import UpstreamError
-from routing.events import _DONE, EventStream, parse_sse_lines
-
+from routing.core.errors import UpstreamError
+from routing.lmstudio.events import _DONE, EventStream, parse_sse_lines
 
 
 async def arrived(*batches):

@@ -2,10 +2,10 @@
 the field, in both dialects."""
 import pytest
 
-from routing.errors import BadRequest
+from routing.config.overrides import check_params
+from routing.core.errors import BadRequest
 from routing.dialects.ollama import chat_to_openai
 from routing.dialects.openai_chat import check_chat, check_completion
-from routing.overrides import check_params
 
 USER = [{"role": "user", "content": "hi"}]
 

@@ -12,11 +12,20 @@ from typing import Any
 
 import orjson
 
-from ..errors import BadRequest, ProxyError, error_body
-from ..exchange import Timing
-from ..overrides import check_params
-from .base import (Dialect, ItemTranslator, ToolCallBuffer, function_tools, json_arguments, new_id, plain_content,
-                   sse_event, text_field)
+from routing.config.overrides import check_params
+from routing.core.errors import BadRequest, ProxyError, error_body
+from routing.core.exchange import Timing
+from routing.dialects.base import (
+    Dialect,
+    ItemTranslator,
+    ToolCallBuffer,
+    function_tools,
+    json_arguments,
+    new_id,
+    plain_content,
+    sse_event,
+    text_field,
+)
 
 DIALECT = Dialect("anthropic", "text/event-stream", sse_event)
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "function_call": "tool_use"}

@@ -4,7 +4,7 @@ translator assembles (which is also what the request log keeps).
 A dialect module (`ollama`, `openai_chat`, `responses`, `anthropic`) answers the same questions with
 the same names: `DIALECT` (its name, framing and defaults), request builders (client body -> the
 OpenAI-shaped body LM Studio gets), a `Translator` (LM Studio's chat chunks -> the client's chunks,
-the whole answer, the chunks that end a failed stream). Error bodies are `routing.errors.error_body`.
+the whole answer, the chunks that end a failed stream). Error bodies are `routing.core.errors.error_body`.
 """
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from typing import Any, Callable, Protocol
 
 import orjson
 
-from ..errors import BadRequest, ProxyError
-from ..exchange import Timing
+from routing.core.errors import BadRequest, ProxyError
+from routing.core.exchange import Timing
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,11 @@ from typing import Any
 
 import orjson
 
-from ..durations import parse_duration, ttl_seconds
-from ..errors import BadRequest, ProxyError, error_body
-from ..exchange import Timing
-from ..overrides import OLLAMA_NAMES, check_params, options_to_params
-from .base import Answer, Dialect, ndjson
+from routing.config.durations import parse_duration, ttl_seconds
+from routing.config.overrides import OLLAMA_NAMES, check_params, options_to_params
+from routing.core.errors import BadRequest, ProxyError, error_body
+from routing.core.exchange import Timing
+from routing.dialects.base import Answer, Dialect, ndjson
 
 DIALECT = Dialect("ollama", "application/x-ndjson", ndjson, stream_by_default=True)
 

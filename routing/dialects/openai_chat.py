@@ -6,10 +6,10 @@ request log (and hidden again if the client did not ask for it).
 """
 from __future__ import annotations
 
-from ..errors import BadRequest, ProxyError, UpstreamError, error_body
-from ..exchange import Timing
-from ..overrides import check_params
-from .base import Answer, Dialect, sse_data
+from routing.config.overrides import check_params
+from routing.core.errors import BadRequest, ProxyError, UpstreamError, error_body
+from routing.core.exchange import Timing
+from routing.dialects.base import Answer, Dialect, sse_data
 
 DIALECT = Dialect("openai", "text/event-stream", sse_data, b"data: [DONE]\n\n")
 ROLES = ("system", "user", "assistant", "tool", "developer")

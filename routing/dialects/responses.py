@@ -10,10 +10,19 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
-from ..errors import BadRequest, ProxyError
-from ..exchange import Timing
-from ..overrides import check_params
-from .base import Dialect, ItemTranslator, ToolCallBuffer, function_tools, plain_content, new_id, sse_event, text_field
+from routing.config.overrides import check_params
+from routing.core.errors import BadRequest, ProxyError
+from routing.core.exchange import Timing
+from routing.dialects.base import (
+    Dialect,
+    ItemTranslator,
+    ToolCallBuffer,
+    function_tools,
+    new_id,
+    plain_content,
+    sse_event,
+    text_field,
+)
 
 DIALECT = Dialect("responses", "text/event-stream", sse_event)
 EFFORTS = {"minimal": "low", "low": "low", "medium": "medium", "high": "high", "xhigh": "high"}

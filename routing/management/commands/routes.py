@@ -8,9 +8,13 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
+from routing.config.loader import RouteTableError, load_routes
+from routing.config.registry import defaults_sources, endpoint_source, source_of
+from routing.config.table import Defaults, RouteTable
+from routing.core.errors import ProxyError
 from routing.models import Alias, DeclaredEndpoint, RouteDefaults
-from routing.registry import defaults_sources, endpoint_source, get_registry, source_of
-from routing.routes import Defaults, RouteTable, RouteTableError, load_routes
+from routing.proxy.pull import pull_in_terminal
+from routing.proxy.state import current
 
 
 class Command(BaseCommand):
@@ -32,7 +36,7 @@ class Command(BaseCommand):
         pull.add_argument("name", help="an alias, an LM Studio catalog id, or hf.co/user/repo:QUANTIZATION")
 
     def handle(self, *args, action, **options):
-        registry = get_registry()
+        registry = current().registry
         if registry.error:
             self.stderr.write(f"warning: {registry.error} (the last good table is used)")
         getattr(self, f"handle_{action}")(registry, **options)
@@ -55,9 +59,6 @@ class Command(BaseCommand):
         self.stdout.write(f"\n{len(table.aliases)} aliases, {len(table.endpoints)} declared endpoints")
 
     def handle_pull(self, registry, name, **options):
-        from routing.errors import ProxyError
-        from routing.pull import pull_in_terminal
-
         try:
             asyncio.run(pull_in_terminal(name, self.stdout, getattr(self.stdout, "_out", self.stdout)))
         except ProxyError as exc:

@@ -1,0 +1,26 @@
+"""What an API path is: one definition for the head gate, the ASGI split, error pages and declared
+endpoints.
+
+API paths are Ollama's (`/api/...` and `/`), OpenAI's and Anthropic's (`/v1`, `/v1/...`) and the probes
+(`/health`, `/ready`, `/metrics`): JSON errors in the client's dialect, the API key when one is set,
+and the lean handler. Everything else (the admin, the history pages, static files) is the site's.
+"""
+from __future__ import annotations
+
+API_PREFIXES = ("/api/", "/v1/")
+API_EXACT = frozenset({"/", "/v1", "/health", "/ready", "/metrics"})
+# The same set as one regular expression, for what takes one (django-cors-headers' CORS_URLS_REGEX).
+API_PATH_REGEX = r"^/(api/|v1/|v1$|health$|ready$|metrics$|$)"
+
+
+def is_api_path(path: str) -> bool:
+    """Whether `path` is the API's rather than the admin's or a page."""
+    return path.startswith(API_PREFIXES) or path in API_EXACT
+
+
+def dialect_of(path: str) -> str:
+    """The error dialect a client of `path` expects: "anthropic" on /v1/messages, "openai" elsewhere
+    under /v1, "ollama" everywhere else."""
+    if path == "/v1/messages" or path.startswith("/v1/messages/"):
+        return "anthropic"
+    return "openai" if path == "/v1" or path.startswith("/v1/") else "ollama"
