@@ -8,6 +8,11 @@ ASGI application, and Django's handler then reads it again: a 1 GiB upload cost 
 `routing.security.access.head_refusal` as soon as the headers are in (host, origin, API key, declared length),
 count a chunked body as it arrives and refuse it at MAX_REQUEST_BYTES, and give a client
 CLIENT_READ_TIMEOUT seconds to send its request (an idle keep-alive connection is closed after as long).
+
+All of this leans on private names of Twisted and Daphne. They are listed in
+`shimsite.fast_path.TWISTED_AND_DAPHNE` (why each, and what is lost without it: docs/internals.md) and
+checked once, at start-up, by `shimsite.fast_path.start`, which calls `install()` only when every one is
+there; otherwise Daphne runs as shipped and `ApiAccessMiddleware` makes the same checks once the body is in.
 """
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ from urllib.parse import unquote
 from daphne import http_protocol
 from django.conf import settings
 from twisted.internet import reactor, tcp
+from twisted.web import http
 
 log = logging.getLogger("routing.server")
 LINGER_SECONDS = 2.0  # how long a refused upload is still read (and dropped) so the client sees the answer
@@ -37,7 +43,8 @@ class GatedRequest(http_protocol.WebRequest):
         self._parsePOSTFormSubmission = False
         self._refused = False
         self._received = 0
-        self._deadline = reactor.callLater(settings.CLIENT_READ_TIMEOUT, self._too_slow)
+        self._clock = self.channel.factory.reactor  # the factory's (Twisted's idle timeout uses it too)
+        self._deadline = self._clock.callLater(settings.CLIENT_READ_TIMEOUT, self._too_slow)
 
     # --- Twisted's callbacks, in the order they come -------------------------------------------
 
@@ -45,12 +52,13 @@ class GatedRequest(http_protocol.WebRequest):
         self.content = BodyBuffer()  # what Twisted's gotLength does, with a file of its own
         from routing.security.access import head_refusal
 
-        if not hasattr(self.channel, "_command"):  # not Twisted's HTTP/1.1 channel: Django's check only
+        if not isinstance(self.channel, http.HTTPChannel):
+            # An HTTP/2 stream (only with TLS and the `h2` package, not in requirements.txt): Twisted
+            # calls this while it converts the headers, before all are in. ApiAccessMiddleware decides.
             return
         headers = {name.decode("latin-1").lower(): values[0].decode("latin-1")
                    for name, values in self.requestHeaders.getAllRawHeaders()}
-        path = unquote(self.channel._path.split(b"?", 1)[0].decode("latin-1"))  # not parsed yet
-        method = self.channel._command.decode("latin-1")
+        method, path = self.channel._command.decode("latin-1"), self._path()
         problem = head_refusal(method, path, headers, headers.get("host", ""))
         if problem is not None:
             self._refuse(path, problem, body_expected=length != 0)
@@ -63,9 +71,9 @@ class GatedRequest(http_protocol.WebRequest):
         if limit is not None and self._received > limit:
             from routing.core.errors import PayloadTooLarge
 
-            path = unquote(self.channel._path.split(b"?", 1)[0].decode("latin-1"))
-            self._refuse(path, PayloadTooLarge(f"request body too large: more than {limit} bytes, the "
-                                               f"limit (MAX_REQUEST_BYTES)"), body_expected=True)
+            problem = PayloadTooLarge(f"request body too large: more than {limit} bytes, the limit "
+                                      f"(MAX_REQUEST_BYTES)")
+            self._refuse(self._path(), problem, body_expected=True)
             return
         super().handleContentChunk(data)
 
@@ -96,6 +104,12 @@ class GatedRequest(http_protocol.WebRequest):
 
     # --- refusing ------------------------------------------------------------------------------
 
+    def _path(self) -> str:
+        """The request's path while its head or body is being received: Twisted's HTTP/1.1 channel
+        holds it until the request is complete, and only then hands it to the request."""
+        raw = self.channel._path if isinstance(self.channel, http.HTTPChannel) else self.channel.path
+        return unquote(raw.split(b"?", 1)[0].decode("latin-1"))
+
     def _too_slow(self):
         self._deadline = None
         from routing.core.errors import ClientTooSlow
@@ -125,7 +139,7 @@ class GatedRequest(http_protocol.WebRequest):
         # Half-close, read and drop the rest for a moment (closing with unread data would reset the
         # connection and the client could lose the answer), then cut it.
         transport.loseWriteConnection()
-        reactor.callLater(LINGER_SECONDS, transport.abortConnection)
+        self._clock.callLater(LINGER_SECONDS, transport.abortConnection)
 
     def _stop_deadline(self):
         if self._deadline is not None and self._deadline.active():
@@ -300,12 +314,21 @@ def send_held(transport):
         transport.write(data)
 
 
+def gated(protocol):
+    """One of Daphne's HTTP protocols (`HTTPFactory.buildProtocol`'s), made to build `GatedRequest`s,
+    with CLIENT_READ_TIMEOUT as its idle timeout."""
+    protocol.requestFactory = GatedRequest
+    protocol.timeOut = settings.CLIENT_READ_TIMEOUT  # idle keep-alive connections
+    return protocol
+
+
 _installed = False
 
 
 def install():
-    """Make Daphne's HTTP factory build `GatedRequest`s with CLIENT_READ_TIMEOUT as the idle timeout,
-    and raise the open-file limit. Idempotent."""
+    """Make Daphne's HTTP factory build `GatedRequest`s (`gated`), send through (`write_through`), and
+    skip Twisted's unused access log line. Called by `shimsite.fast_path.start` once it found every name
+    this needs. Idempotent."""
     global _installed
     if _installed:
         return
@@ -314,10 +337,7 @@ def install():
 
     def build_gated(factory, addr):
         protocol = build(factory, addr)
-        if protocol is not None:
-            protocol.requestFactory = GatedRequest
-            protocol.timeOut = settings.CLIENT_READ_TIMEOUT  # idle keep-alive connections
-        return protocol
+        return gated(protocol) if protocol is not None else None
 
     http_protocol.HTTPFactory.buildProtocol = build_gated
     # Daphne writes the access log itself; Twisted's own line per request was formatted and then
@@ -328,5 +348,3 @@ def install():
     # module itself.
     http_protocol.http = _unproxied(http_protocol.http)
     write_through()
-    limit = raise_open_file_limit()
-    log.debug("open-file limit: %s", limit)

@@ -1,5 +1,11 @@
 """Reading an upstream answer: its body as it arrives, its SSE events parsed once, a read timeout per
 stream, and the events handed to the relay in the batches they arrived in.
+
+The fast reads (`raw_reader`, `ReadWatchdog`) use private names of aiohttp and httpx-aiohttp, listed in
+INTERNALS (why each: docs/internals.md). They are used only once the server's start-up check
+(`shimsite.fast_path.start`) has found them, and every other name the fast path needs, and called
+`use_internals(True)`; until then, and for good when one is missing or FAST_PATH is off, a stream is
+read through httpx-aiohttp's own stream, with aiohttp's own read timeout.
 """
 from __future__ import annotations
 
@@ -10,9 +16,35 @@ from typing import AsyncIterator
 
 import httpx
 import orjson
-from httpx_aiohttp.transport import map_aiohttp_exceptions
+from httpx_aiohttp import transport as aiohttp_transport
 
 from routing.core.errors import UpstreamError
+from routing.core.internals import missing_from
+
+# The private (or undocumented) names of aiohttp 3.14.5 and httpx-aiohttp 0.2.0 used below (requirements.txt
+# pins both). "a.b.C.name": the module or class has it; "name in a.b.C.method": that code still uses it
+# (set on instances there). Looked up when used, so that a missing one cannot stop the module loading.
+INTERNALS = (
+    "_aiohttp_response in httpx_aiohttp.transport.AiohttpResponseStream.__init__",
+    "httpx_aiohttp.transport.map_aiohttp_exceptions",
+    "aiohttp.connector.Connection.protocol",
+    "aiohttp.client_proto.ResponseHandler.read_timeout",
+    "aiohttp.client_proto.ResponseHandler._on_read_timeout",
+)
+
+_use_internals = False  # set once, at start-up, by `use_internals`
+
+
+def use_internals(on: bool):
+    """Read streams through aiohttp's internals (on) or through httpx-aiohttp's stream (off, the
+    default). Called once, at start-up, by `shimsite.fast_path.start`, after `missing()` found nothing."""
+    global _use_internals
+    _use_internals = on
+
+
+def missing() -> list[str]:
+    """The entries of INTERNALS that the installed aiohttp and httpx-aiohttp lack (empty: all there)."""
+    return missing_from(INTERNALS)
 
 
 @contextlib.asynccontextmanager
@@ -24,9 +56,9 @@ async def raw_reader(response: httpx.Response):
     aiohttp's errors turned into httpx's as the transport does. On any other transport (tests'), the
     transport's stream, closed here: httpx's `aiter_raw` would leave it to the garbage collector, which
     closes it through the loop's finalizer hook, a thread-safe wake-up per request."""
-    aiohttp_response = getattr(response.stream, "_aiohttp_response", None)
+    aiohttp_response = getattr(response.stream, "_aiohttp_response", None) if _use_internals else None
     if aiohttp_response is not None:
-        with map_aiohttp_exceptions():
+        with aiohttp_transport.map_aiohttp_exceptions():
             yield aiohttp_response.content.readany
         return
     async with contextlib.aclosing(aiter(response.stream)) as pieces:
@@ -40,11 +72,14 @@ class ReadWatchdog:
     and a timer heap full of cancelled ones (12% of the CPU under 600 streams, py-spy). Once an answer's
     head is in, its timer is switched off and this watchdog fails the read the way aiohttp does (its
     read-timeout error, an httpx.ReadTimeout here) when nothing arrived for `timeout` seconds. On any
-    other transport (tests' httpx transports) it does nothing and their own timeout stands."""
+    other transport (tests' httpx transports), or without `use_internals`, it does nothing and the
+    transport's own timeout (aiohttp's per-read timer) stands."""
 
     def __init__(self, response: httpx.Response, timeout: float | None):
-        connection = getattr(getattr(response.stream, "_aiohttp_response", None), "connection", None)
-        self.protocol = getattr(connection, "protocol", None)
+        self.protocol = None
+        if _use_internals:
+            connection = getattr(getattr(response.stream, "_aiohttp_response", None), "connection", None)
+            self.protocol = getattr(connection, "protocol", None)
         self.timeout = timeout
         self._handle: asyncio.TimerHandle | None = None
         self.last = 0.0
