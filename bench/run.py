@@ -6,7 +6,7 @@ proxy process (bench/streams.py).
     .venv/bin/python bench/run.py [--quick] [--json results.json]
 
 Prints one table (metric, direct, proxy, ratio or delta, target, met) and exits 0 whatever the
-numbers: it reports, it does not gate. See the README's "Benchmark" section.
+numbers: it reports, it does not gate. See docs/benchmarks.md.
 """
 from __future__ import annotations
 
