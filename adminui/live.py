@@ -43,6 +43,7 @@ class Broadcaster:
     def __init__(self):
         self.loop: asyncio.AbstractEventLoop | None = None
         self.listeners = 0
+        self.failing = False  # the last broadcast failed (the channel layer is away)
 
     def remember_loop(self):
         if self.loop is None:
@@ -59,12 +60,17 @@ class Broadcaster:
             return
         message = {"type": MESSAGE_TYPE, "rows": [live_row(row) for row in batch]}
         future = asyncio.run_coroutine_threadsafe(layer.group_send(GROUP, message), loop)
-        future.add_done_callback(_log_failure)
+        future.add_done_callback(self._sent)
 
-
-def _log_failure(future):
-    if not future.cancelled() and future.exception() is not None:
-        log.error("live history: broadcasting failed: %s", future.exception())
+    def _sent(self, future):
+        """Say once that the channel layer (Redis) is away, and once that it is back: the history pages
+        reload meanwhile (history.js)."""
+        failure = None if future.cancelled() else future.exception()
+        if failure is not None and not self.failing:
+            log.error("live history: broadcasting failed (%s); pages reload until it works again", failure)
+        elif failure is None and self.failing:
+            log.warning("live history: broadcasting again")
+        self.failing = failure is not None
 
 
 broadcaster = Broadcaster()

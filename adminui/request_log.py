@@ -10,8 +10,9 @@ from __future__ import annotations
 import atexit
 
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import DateTimeField
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from routing.core.exchange import Exchange
 
@@ -63,16 +64,27 @@ def prune():
         raise
 
 
+def database_unavailable(exc: Exception) -> bool:
+    """A failure that says the database cannot be written now (down, restarting, locked by another
+    writer, its disk full), not that these rows are wrong: they wait for it."""
+    return isinstance(exc, (OperationalError, InterfaceError))
+
+
 class RequestLogObserver:
     """The request log as an observer of the application's state (`settings.EXCHANGE_OBSERVERS`): each
     finished exchange is queued, never waited for; its one `LogWriter` thread makes the rows (with the
-    state's snapshot of the secrets to redact) and writes them in batches."""
+    state's snapshot of the secrets to redact) and writes them in batches. Its figures are in the state's
+    /metrics (`requestlog_queue_depth`, `requestlog_rows_dropped_total`) and in /ready."""
+
+    name = "request_log"
 
     def __init__(self, state):
         pool = state.pool
         self.writer = LogWriter(write_rows, broadcaster, batch_max=settings.LOG_BATCH_MAX,
                                 housekeeping=prune, housekeeping_every=settings.LOG_PRUNE_INTERVAL,
-                                prepare=lambda exchanges: exchanges_to_rows(exchanges, pool.secrets))
+                                prepare=lambda exchanges: exchanges_to_rows(exchanges, pool.secrets),
+                                queue_max=settings.LOG_QUEUE_MAX, is_unavailable=database_unavailable)
+        state.metrics.registry.register(WriterMetrics(self.writer))
         atexit.register(self.close)
 
     def __call__(self, exchange: Exchange):
@@ -80,9 +92,26 @@ class RequestLogObserver:
         broadcaster.remember_loop()
         self.writer.put(exchange)
 
-    def close(self):
-        """Write what is queued (at exit)."""
-        self.writer.stop()
+    def status(self) -> dict:
+        return self.writer.status()
+
+    def close(self, timeout: float = 15.0):
+        """Write what is queued (at a stop), waiting up to `timeout` seconds for the database."""
+        self.writer.stop(timeout)
+
+
+class WriterMetrics:
+    """The writer's figures as Prometheus metrics, read when /metrics is asked."""
+
+    def __init__(self, writer: LogWriter):
+        self.writer = writer
+
+    def collect(self):
+        yield GaugeMetricFamily("requestlog_queue_depth", "Request-log rows waiting to be written.",
+                                value=self.writer.depth)
+        yield CounterMetricFamily("requestlog_rows_written", "Request-log rows written.", value=self.writer.written)
+        yield CounterMetricFamily("requestlog_rows_dropped", "Request-log rows dropped: the queue was full, or "
+                                  "the database refused them.", value=self.writer.dropped)
 
 
 def exchanges_to_rows(exchanges: list[Exchange], secrets: tuple[str, ...] = ()) -> list[dict]:

@@ -21,7 +21,7 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: 
 from django.urls import path  # noqa: E402
 
 from adminui.consumers import HistoryConsumer  # noqa: E402
-from shimsite import fast_path, server  # noqa: E402
+from shimsite import fast_path, server, shutdown  # noqa: E402
 
 from routing.config.loader import RouteTableError  # noqa: E402
 from routing.proxy import state  # noqa: E402
@@ -46,9 +46,9 @@ websocket_urlpatterns = [
 ]
 
 site = ASGIStaticFilesHandler(django_asgi_app)
-application = ProtocolTypeRouter({
+application = shutdown.install(ProtocolTypeRouter({
     "http": fast_path.SplitHTTP(fast_path.ApiHandler(), site) if fast else site,
     # The host and the whole origin (scheme, host, port) are checked by the consumer.
     "websocket": AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
-})
+}), state.current(), settings.SHUTDOWN_GRACE)  # SIGTERM and SIGINT drain what is in flight
 server.tune_gc()  # everything is imported and built: keep it out of the collector's way

@@ -84,6 +84,10 @@ OLLAMA_VERSION = env("OLLAMA_VERSION", default="0.14.0")
 # or when an internal they need is missing: stock Daphne and Django, the same checks by the middleware.
 FAST_PATH = env.bool("FAST_PATH", default=True)
 
+# Seconds a stop (SIGTERM, SIGINT) lets requests in flight finish before their streams end with an
+# error event (shimsite/shutdown.py).
+SHUTDOWN_GRACE = env.float("SHUTDOWN_GRACE", default=30.0)
+
 # --- The request log (adminui) ------------------------------------------------------------------
 REQUEST_LOG = env.bool("REQUEST_LOG", default=True)          # off: no observer, nothing written
 LOG_BODIES = env.bool("LOG_BODIES", default=True)            # off: metadata only, no bodies
@@ -91,6 +95,9 @@ LOG_BODY_MAX_BYTES = env.int("LOG_BODY_MAX_BYTES", default=64 * 1024)
 LOG_RETENTION_DAYS = env.float("LOG_RETENTION_DAYS", default=30)  # 0: keep forever
 LOG_MAX_ROWS = env.int("LOG_MAX_ROWS", default=100_000)      # 0: no limit
 LOG_BATCH_MAX = env.int("LOG_BATCH_MAX", default=500)        # rows per INSERT batch at most
+# Rows that may wait for an unavailable database (a restart, a lock, a full disk); past that, new rows
+# are dropped and counted (requestlog_rows_dropped_total in /metrics).
+LOG_QUEUE_MAX = env.int("LOG_QUEUE_MAX", default=10_000)
 LOG_PRUNE_INTERVAL = env.float("LOG_PRUNE_INTERVAL", default=300)  # seconds between automatic prunes
 # What each finished request is handed to besides the metrics (routing/proxy/state.py): factories called
 # with the application's state.

@@ -409,24 +409,39 @@ def postgres_url():
         cluster.remove()
 
 
+class RedisServer:
+    """A throwaway redis-server on a loopback port, with no persistence; it can be stopped and started
+    again on the same port (Redis going away and coming back)."""
+
+    def __init__(self):
+        self.exe = shutil.which("redis-server")
+        if not self.exe:
+            _needs("Redis (apt-get install redis-server)")
+        self.port, self.proc = free_port(), None
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self):
+        self.proc = subprocess.Popen([self.exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                                      "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    stop(self.proc)
+                    raise RuntimeError("redis-server did not start")
+                time.sleep(0.05)
+
+    def stop(self):
+        if self.proc is not None:
+            stop(self.proc)
+
+
 @pytest.fixture(scope="session")
 def redis_url():
-    """A throwaway redis-server on a loopback port, with no persistence."""
-    exe = shutil.which("redis-server")
-    if not exe:
-        _needs("Redis (apt-get install redis-server)")
-    port = free_port()
-    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                stop(proc)
-                raise RuntimeError("redis-server did not start")
-            time.sleep(0.05)
-    yield f"redis://127.0.0.1:{port}/0"
-    stop(proc)
+    server = RedisServer()
+    server.start()
+    yield server.url
+    server.stop()

@@ -1,4 +1,5 @@
 """The request log: rows built from exchanges (capping, redaction), the batch writer, retention."""
+import logging
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -325,3 +326,73 @@ def test_redaction_reads_strings_full_of_quotes_right(body):
     text = row["request_body"]
     assert "sk-abcdefgh" not in text and "hunter2" not in text and "k-123" not in text
     assert ("after" not in body.get("nested", {})) or '"after": "kept"' in text
+
+
+# --- the writer while the database is unavailable -------------------------------------------------
+
+
+class Unavailable(Exception):
+    """Stands for OperationalError: the database restarting, locked, its disk full."""
+
+
+class FlakyDatabase:
+    """A sink that is unavailable until `up.set()`."""
+
+    def __init__(self):
+        self.up, self.rows = threading.Event(), []
+
+    def __call__(self, batch):
+        if not self.up.is_set():
+            raise Unavailable("connection refused")
+        self.rows.extend(batch)
+
+
+def waiting_writer(database, **options) -> LogWriter:
+    return LogWriter(database, linger=0, pause_max=0.05, is_unavailable=lambda exc: isinstance(exc, Unavailable),
+                     **options)
+
+
+def test_rows_wait_in_order_for_an_unavailable_database_and_none_is_lost():
+    database = FlakyDatabase()
+    writer = waiting_writer(database, queue_max=1000)
+    for n in range(300):
+        writer.put({"n": n})
+    time.sleep(0.3)
+    assert writer.status()["database"] == "unavailable: connection refused"
+    assert writer.depth == 300 and writer.dropped == 0
+    database.up.set()
+    assert writer.wait_idle(5)
+    assert [row["n"] for row in database.rows] == list(range(300))
+    assert writer.status() == {"queue_depth": 0, "rows_written": 300, "rows_dropped": 0, "database": "ok"}
+    writer.stop()
+
+
+def test_a_full_queue_drops_new_rows_counts_them_and_says_so_once(caplog):
+    database = FlakyDatabase()
+    writer = waiting_writer(database, queue_max=10, batch_max=5, report_every=60)
+    with caplog.at_level(logging.ERROR, logger="routing.request_log"):
+        for n in range(50):
+            writer.put({"n": n})
+            time.sleep(0.002)
+        time.sleep(0.2)
+    assert writer.depth <= 15 and writer.dropped == 50 - writer.depth
+    reports = [r.getMessage() for r in caplog.records if "rows dropped" in r.getMessage()]
+    assert len(reports) == 1 and "the queue is full (10 rows waiting for the database)" in reports[0]
+    database.up.set()
+    assert writer.wait_idle(5)
+    assert writer.written + writer.dropped == 50
+    writer.stop()
+
+
+def test_a_stop_waits_for_the_database_then_counts_what_it_could_not_write(caplog):
+    database = FlakyDatabase()
+    writer = waiting_writer(database)
+    for n in range(20):
+        writer.put({"n": n})
+    started = time.monotonic()
+    with caplog.at_level(logging.ERROR, logger="routing.request_log"):
+        writer.stop(timeout=0.5)
+    assert 0.5 <= time.monotonic() - started < 3
+    assert (writer.written, writer.dropped) == (0, 20)
+    assert any("20 rows dropped" in r.getMessage() and "still unavailable at the stop" in r.getMessage()
+               for r in caplog.records)

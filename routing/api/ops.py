@@ -1,13 +1,16 @@
 """Operational views: liveness, readiness, Prometheus metrics, and JSON error pages for API paths."""
 from __future__ import annotations
 
+import sys
+
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
 from django.views import defaults
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from routing.api.views import api_view
-from routing.core.errors import NotFound, ProxyError, UpstreamBusy, error_body
+from routing.core.errors import NotFound, ProxyError, ServiceUnavailable, UpstreamBusy, error_body
 from routing.core.paths import dialect_of, is_api_path
 from routing.core.responses import json_response
 from routing.proxy.state import current
@@ -25,7 +28,8 @@ async def ready(request: HttpRequest):
     """Readiness: some LM Studio backend answers a cheap call within READY_TIMEOUT seconds; 503 when
     none does ("unavailable") or when every upstream slot is taken ("busy": LM Studio is fine, the
     proxy is at its concurrency limit). `backends` gives each one's health (and marks it up or down for
-    the routing); with API_KEY set only a client with the key sees it, probes get the bare status."""
+    the routing), and the request log's queue and drops; with API_KEY set only a client with the key
+    sees them, probes get the bare status."""
     state = current()
     pool = state.pool.matched((await state.registry.table()).backends)
     answered, failure = await pool.ask(list(pool.states.values()),
@@ -41,7 +45,7 @@ async def ready(request: HttpRequest):
         body, status = {"status": "ready"}, 200
     if not has_key(request.headers):
         return json_response({"status": body["status"]}, status)
-    return json_response({**body, "backends": dict(pool.status())}, status)
+    return json_response({**body, "backends": dict(pool.status()), **state.observers.status()}, status)
 
 
 @api_view(["GET"])
@@ -58,9 +62,20 @@ def not_found(request: HttpRequest, exception=None):
     return json_response(error_body(exc, dialect_of(request.path)), 404)
 
 
+DATABASE_AWAY = ("The database is unavailable (restarting, or out of reach): the API keeps serving, and "
+                 "this page works again once the database is back. Try again in a moment.")
+
+
 def server_error(request: HttpRequest):
-    """handler500: never a traceback page; a JSON error on API paths (the traceback is logged)."""
+    """handler500: never a traceback page; a JSON error on API paths (the traceback is logged). A lost
+    database is a 503 that says so (the admin and history pages while it restarts): Django drops the
+    broken connection when the request ends, so the next request connects afresh."""
+    unavailable = isinstance(sys.exc_info()[1], (OperationalError, InterfaceError))
     if not is_api_path(request.path):
+        if unavailable:
+            return HttpResponse(f"<!doctype html><title>Database unavailable</title><h1>Database unavailable</h1>"
+                                f"<p>{DATABASE_AWAY}</p>", status=503, content_type="text/html; charset=utf-8")
         return defaults.server_error(request)
-    exc = ProxyError("internal error in the proxy (see its log)")
-    return json_response(error_body(exc, dialect_of(request.path)), 500)
+    exc = ServiceUnavailable(DATABASE_AWAY) if unavailable else ProxyError(
+        "internal error in the proxy (see its log)")
+    return json_response(error_body(exc, dialect_of(request.path)), exc.status)

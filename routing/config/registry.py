@@ -124,6 +124,7 @@ class RouteRegistry:
         self._admin: tuple | None = None
         self._admin_checked = float("-inf")
         self._admin_refresh: asyncio.Future | None = None
+        self._store_failing = False  # the last check of the admin's store failed (the database is away)
         self._merged: tuple = (None, None, None)  # (file table, admin overrides, merged table)
 
     def file_table(self) -> RouteTable:
@@ -186,9 +187,14 @@ class RouteRegistry:
             signature = admin_signature()
             if self._admin is None or signature != self._admin[0]:
                 self._admin = (signature, read_admin_overrides())
+            if self._store_failing:
+                log.warning("admin store readable again")
+                self._store_failing = False
         except DatabaseError as exc:
-            log.warning("admin store not refreshed (%s); %s", exc, "serving routes.yaml alone"
-                        if self._admin is None else "keeping the last one")
+            if not self._store_failing:  # once per outage, not once a second
+                log.warning("admin store not refreshed (%s); %s", exc, "serving routes.yaml alone"
+                            if self._admin is None else "keeping the last one")
+                self._store_failing = True
             self._admin = self._admin or (None, TableOverrides())
         finally:
             close_old_connections()  # this pool thread serves no request that would do it (CONN_MAX_AGE)

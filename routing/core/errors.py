@@ -52,6 +52,12 @@ class UpstreamBusy(ProxyError):
     status = 503
 
 
+class ServiceUnavailable(ProxyError):
+    """The proxy cannot serve this now: its database is away, or it is stopping."""
+
+    status = 503
+
+
 class ClientTooSlow(ProxyError):
     """The client did not send its request within CLIENT_READ_TIMEOUT (shimsite/server.py)."""
 

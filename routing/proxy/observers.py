@@ -38,6 +38,10 @@ class Observers:
     def __iter__(self):
         return iter(tuple(self._observers))
 
+    def status(self) -> dict:
+        """What observers that keep work report of it (the request log: its queue, its drops), by name."""
+        return {observer.name: observer.status() for observer in self if hasattr(observer, "status")}
+
     def finished(self, exchange: Exchange):
         """Hand a finished exchange to every observer. An observer's failure never reaches the client."""
         exchange.timing.stop()

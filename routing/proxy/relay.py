@@ -42,6 +42,8 @@ async def relay(events: EventStream, translator: Translator, dialect: Dialect, e
                 if chunks:
                     timing.mark_first_token()
                     yield b"".join(map(frame, chunks))
+                if state.stopping is not None:  # a graceful stop's grace period is over
+                    raise state.stopping
             timing.stop()
             yield b"".join(map(frame, translator.finish(timing))) + dialect.end
         except ProxyError as exc:

@@ -20,6 +20,7 @@ from django.utils.module_loading import import_string
 
 from routing.config.registry import RouteRegistry
 from routing.config.table import DEFAULT_BACKEND, RouteBackend
+from routing.core.errors import ProxyError
 from routing.lmstudio.admission import POOL_RESERVE, Admission
 from routing.lmstudio.backends import BackendPool
 from routing.lmstudio.catalog import ModelCatalog
@@ -41,6 +42,9 @@ class AppState:
     downloads: RunningJobs
     metrics: Metrics
     observers: Observers
+    # Set when a graceful stop's grace period is over: streams still open end with it, as the dialect's
+    # error event, at their next batch (routing.proxy.relay; shimsite/shutdown.py sets it).
+    stopping: ProxyError | None = None
 
     async def aclose(self):
         """Close every backend's connections."""
