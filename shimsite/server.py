@@ -26,6 +26,9 @@ from django.conf import settings
 from twisted.internet import reactor, tcp
 from twisted.web import http
 
+from routing.core.errors import ClientTooSlow, PayloadTooLarge
+from routing.security.access import head_refusal, refusal_response
+
 log = logging.getLogger("routing.server")
 LINGER_SECONDS = 2.0  # how long a refused upload is still read (and dropped) so the client sees the answer
 LARGE_BODY = 1024 * 1024
@@ -50,8 +53,6 @@ class GatedRequest(http_protocol.WebRequest):
 
     def gotLength(self, length):
         self.content = BodyBuffer()  # what Twisted's gotLength does, with a file of its own
-        from routing.security.access import head_refusal
-
         if not isinstance(self.channel, http.HTTPChannel):
             # An HTTP/2 stream (only with TLS and the `h2` package, not in requirements.txt): Twisted
             # calls this while it converts the headers, before all are in. ApiAccessMiddleware decides.
@@ -69,8 +70,6 @@ class GatedRequest(http_protocol.WebRequest):
         self._received += len(data)
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         if limit is not None and self._received > limit:
-            from routing.core.errors import PayloadTooLarge
-
             problem = PayloadTooLarge(f"request body too large: more than {limit} bytes, the limit "
                                       f"(MAX_REQUEST_BYTES)")
             self._refuse(self._path(), problem, body_expected=True)
@@ -112,8 +111,6 @@ class GatedRequest(http_protocol.WebRequest):
 
     def _too_slow(self):
         self._deadline = None
-        from routing.core.errors import ClientTooSlow
-
         self._refuse("", ClientTooSlow(f"request not received within {settings.CLIENT_READ_TIMEOUT:g} s "
                                        f"(CLIENT_READ_TIMEOUT)"), body_expected=True)
 
@@ -121,8 +118,6 @@ class GatedRequest(http_protocol.WebRequest):
         """Answer `problem` on the raw connection and close it; what the client still sends is dropped.
 
         Written directly: Twisted's Request cannot answer a request it has not finished receiving."""
-        from routing.security.access import refusal_response
-
         self._refused = True
         self._stop_deadline()
         self.requestHeaders.removeHeader(b"Expect")  # no "100 Continue" after the answer
