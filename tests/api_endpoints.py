@@ -25,3 +25,15 @@ API_ENDPOINTS = [
 
 # Public: no API key needed, even when one is set.
 PUBLIC_PATHS = ["/", "/api/version", "/health"]
+
+# One short chat request in each of the four chat dialects, streamed: the fault tests send them side by
+# side. (path -> body; the end marker of a complete stream in STREAM_ENDS.)
+DIALECT_CHATS = {
+    "/api/chat": {"model": "coder", "messages": [{"role": "user", "content": "hi"}], "stream": True},
+    "/v1/chat/completions": {"model": "coder", "messages": [{"role": "user", "content": "hi"}], "stream": True},
+    "/v1/messages": {"model": "coder", "max_tokens": 4096, "messages": [{"role": "user", "content": "hi"}],
+                     "stream": True},
+    "/v1/responses": {"model": "coder", "input": "hi", "stream": True},
+}
+STREAM_ENDS = {"/api/chat": b'"done":true', "/v1/chat/completions": b"[DONE]", "/v1/messages": b"message_stop",
+               "/v1/responses": b"response.completed"}

@@ -10,18 +10,13 @@ import httpx
 import psycopg
 import pytest
 
+from tests.api_endpoints import DIALECT_CHATS
 from tests.conftest import PostgresCluster, make_superuser, start_proxy, stop
 from tests.test_ops import sample
 
 pytestmark = pytest.mark.e2e
 
-BODIES = {
-    "/api/chat": {"model": "coder", "messages": [{"role": "user", "content": "hi"}], "stream": False},
-    "/v1/chat/completions": {"model": "coder", "messages": [{"role": "user", "content": "hi"}], "stream": True},
-    "/v1/messages": {"model": "coder", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}],
-                     "stream": True},
-    "/v1/responses": {"model": "coder", "input": "hi", "stream": True},
-}
+BODIES = {**DIALECT_CHATS, "/api/chat": {**DIALECT_CHATS["/api/chat"], "stream": False}}  # one whole answer too
 LOAD_SECONDS, DOWN_AT, DOWN_FOR = 30.0, 8.0, 5.0
 
 

@@ -10,19 +10,12 @@ import time
 import httpx
 import pytest
 
+from tests.api_endpoints import DIALECT_CHATS, STREAM_ENDS
 from tests.conftest import db_query, start_proxy
 
 pytestmark = pytest.mark.e2e
 
-BODIES = {
-    "/api/chat": {"model": "coder", "messages": [{"role": "user", "content": "hi"}], "stream": True},
-    "/v1/chat/completions": {"model": "coder", "messages": [{"role": "user", "content": "hi"}], "stream": True},
-    "/v1/messages": {"model": "coder", "max_tokens": 4096, "messages": [{"role": "user", "content": "hi"}],
-                     "stream": True},
-    "/v1/responses": {"model": "coder", "input": "hi", "stream": True},
-}
-ENDS = {"/api/chat": b'"done":true', "/v1/chat/completions": b"[DONE]", "/v1/messages": b"message_stop",
-        "/v1/responses": b"response.completed"}
+BODIES, ENDS = DIALECT_CHATS, STREAM_ENDS
 
 
 def stream_all(server, count: int) -> tuple[list, threading.Thread]:
