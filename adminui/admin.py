@@ -53,7 +53,8 @@ class AliasAdmin(admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": ["name", "model", "enabled", "hidden", "description"]}),
         ("Overrides sent to LM Studio", {"fields": ["ttl", "temperature", "system", "system_mode",
-                                                    "options"]}),
+                                                    "options", "messages"]}),
+        ("Shown, never sent", {"fields": ["license"], "classes": ["collapse"]}),
         ("LM Studio servers", {"fields": ["backends", "policy"]}),
         ("Download (ollama pull)", {"fields": ["download"]}),
         ("How LM Studio loads the model", {"fields": list(LOAD_FIELDS), "description": (

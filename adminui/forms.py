@@ -51,10 +51,13 @@ class AliasForm(forms.ModelForm):
     class Meta:
         model = Alias
         fields = ["name", "model", "enabled", "hidden", "description", "ttl", "temperature", "system",
-                  "system_mode", "options", "backends", "policy", "download", *LOAD_FIELDS]
+                  "system_mode", "options", "messages", "license", "backends", "policy", "download",
+                  *LOAD_FIELDS]
         widgets = {"model": ModelIdInput(attrs={"size": 60, "autocomplete": "off"}),
                    "system": forms.Textarea(attrs={"rows": 4, "cols": 80}),
-                   "options": forms.Textarea(attrs={"rows": 3, "cols": 80})}
+                   "options": forms.Textarea(attrs={"rows": 3, "cols": 80}),
+                   "messages": forms.Textarea(attrs={"rows": 4, "cols": 80}),
+                   "license": forms.Textarea(attrs={"rows": 3, "cols": 80})}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -70,6 +73,9 @@ class AliasForm(forms.ModelForm):
 
     def clean_options(self):
         return self.cleaned_data.get("options") or {}
+
+    def clean_messages(self):
+        return self.cleaned_data.get("messages") or []
 
 
 class PassthroughSelect(forms.NullBooleanSelect):

@@ -73,6 +73,13 @@ class Alias(StoredRow):
         help_text="Where `ollama pull` downloads the model from when LM Studio lacks it: a catalog id "
                   "(google/gemma-3-1b) or a Hugging Face repo with its quantization "
                   "(hf.co/user/repo:Q4_K_M); empty = the model id, tried as a catalog id.")
+    messages = models.JSONField(
+        default=list, blank=True,
+        help_text='A conversation put before the client\'s messages (after the system prompt), as JSON: '
+                  '[{"role": "user", "content": "..."}, {"role": "assistant", "content": "..."}]; roles '
+                  "system, user, assistant (Ollama's MESSAGE).")
+    license = models.TextField(blank=True, default="",
+                               help_text="The model's license text, shown by /api/show; never sent.")
     enabled = models.BooleanField(default=True, help_text="Disabled aliases are not served; a disabled "
                                   "override lets routes.yaml's alias of the same name serve again.")
     # How LM Studio loads the model (routing.config.load_settings); empty: routes.yaml's defaults, else JIT.
@@ -163,6 +170,7 @@ class Alias(StoredRow):
         return {"temperature": self.temperature, "system": self.system or None,
                 "system_mode": self.system_mode, "options": self.options, "hidden": self.hidden,
                 "backends": self.backend_names, "policy": self.policy, "download": self.download.strip(),
+                "messages": self.messages, "license": self.license or None,
                 **{key: getattr(self, key) for key in LOAD_FIELDS}}
 
     def to_route_alias(self) -> table.RouteAlias:
@@ -179,6 +187,8 @@ class Alias(StoredRow):
         self.hidden = getattr(alias, "hidden", False)  # a table alias without `hidden` is listed
         self.backends, self.policy = ", ".join(alias.backends), alias.policy
         self.download = alias.download.text if getattr(alias, "download", None) else ""
+        self.messages = [m.to_yaml() for m in getattr(alias, "messages", ())]
+        self.license = getattr(alias, "license", None) or ""
         for key in LOAD_FIELDS:
             setattr(self, key, getattr(alias, key, None))
 

@@ -33,6 +33,13 @@ LM Studio behaviour it imitates (see shared/reference/lmstudio-api.md):
   ``model_not_found``; any unknown path or method answers **200** with
   ``{"error": "Unexpected endpoint or method. (GET /x)"}``.
 
+Log probabilities, when asked: chat (``logprobs: true``, ``top_logprobs: N``) gives each content
+token's chunk ``logprobs: {"content": [{token, logprob, bytes, top_logprobs: [N alternatives]}],
+"refusal": null}`` (a non-streamed answer: every content token's), text completions (``logprobs: N``,
+OpenAI's legacy form) ``{"tokens", "token_logprobs", "top_logprobs" (N alternatives as {token:
+logprob}, null for 0), "text_offset"}``. A token's logprob is a deterministic function of its text
+(``token_logprob``); its k-th alternative is ``<token>~k`` at ``logprob - k``. Not asked: ``logprobs: null``.
+
 Answers are deterministic: ``Hello from <model>! You said: <last user text>``, ``The tool said:
 <content>`` after a ``tool`` message, a tool call to the first tool when there are ``tools`` and the
 last user text has the word "weather", ``Completion for: <prompt>`` for completions. Tokens are the
@@ -228,6 +235,42 @@ def embed(text):
 
 def sse(payload):
     return b"data: " + orjson.dumps(payload) + b"\n\n"
+
+
+def token_logprob(token):
+    """A deterministic log probability for a token: its SHA-256 read as a number in (-4, 0]."""
+    return -round(int(hashlib.sha256(token.encode()).hexdigest()[:4], 16) / 65535 * 4, 4)
+
+
+def alternatives(token, top):
+    """The token and its top-1 alternatives, as (token, logprob)."""
+    value = token_logprob(token)
+    return [(token, value)] + [(f"{token}~{k}", round(value - k, 4)) for k in range(1, top)]
+
+
+def chat_logprobs(tokens, body):
+    """A chat choice's `logprobs` for `tokens`, or None when the request did not ask."""
+    if body.get("logprobs") is not True:
+        return None
+    top = body.get("top_logprobs") or 0
+
+    def entry(token, value):
+        return {"token": token, "logprob": value, "bytes": list(token.encode())}
+
+    return {"content": [{**entry(t, token_logprob(t)), "top_logprobs": [entry(*a) for a in alternatives(t, top)]}
+                        for t in tokens], "refusal": None}
+
+
+def completion_logprobs(tokens, body, offset=0):
+    """A text completion's legacy `logprobs` (`logprobs: N` alternatives), or None when not asked."""
+    top = body.get("logprobs")
+    if top is None or top is False:
+        return None
+    top = 0 if top is True else int(top)
+    offsets = [offset + sum(len(t) for t in tokens[:i]) for i in range(len(tokens))]
+    return {"tokens": list(tokens), "token_logprobs": [token_logprob(t) for t in tokens],
+            "top_logprobs": [dict(alternatives(t, top)) for t in tokens] if top else None,
+            "text_offset": offsets}
 
 
 @dataclass
@@ -474,7 +517,7 @@ class FakeLMStudio:
         plan = self.chat_plan(body)
         model, created, cid = body["model"], int(time.time()), f"chatcmpl-{next(self.ids):08d}"
         if body.get("stream"):
-            return await self.stream(request, body, *self.chat_chunks(plan, cid, created, model))
+            return await self.stream(request, body, *self.chat_chunks(plan, cid, created, model, body))
         message = {"role": "assistant", "content": "".join(plan.content)}
         if plan.reasoning:
             message["reasoning"] = "".join(plan.reasoning)
@@ -482,17 +525,19 @@ class FakeLMStudio:
             message["content"] = ""
             message["tool_calls"] = [{"id": TOOL_CALL_ID, "type": "function",
                                       "function": {"name": plan.tool_name, "arguments": TOOL_ARGS}}]
-        choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": plan.finish}
+        logprobs = None if plan.tool_name else chat_logprobs(plan.content, body)
+        choice = {"index": 0, "message": message, "logprobs": logprobs, "finish_reason": plan.finish}
         return await self.respond(request, plan, {
             "id": cid, "object": "chat.completion", "created": created, "model": model,
             "choices": [choice], "system_fingerprint": model})
 
-    def chat_chunks(self, plan, cid, created, model):
+    def chat_chunks(self, plan, cid, created, model, body):
         """(token chunks as (payload, counts_as_content), finish chunk, usage chunk)."""
         def chunk(delta, finish=None):
+            logprobs = chat_logprobs([delta["content"]], body) if delta.get("content") else None
             return {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
                     "system_fingerprint": model,
-                    "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+                    "choices": [{"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}]}
 
         deltas = [({"reasoning": t}, False) for t in plan.reasoning]
         if plan.tool_name:
@@ -518,15 +563,17 @@ class FakeLMStudio:
         plan = Plan(content, finish=finish, prompt_tokens=len(prompt.split()))
         model, created, cid = body["model"], int(time.time()), f"cmpl-{next(self.ids):08d}"
 
-        def chunk(text, finish=None):
+        def chunk(text, finish=None, tokens=(), offset=0):
+            logprobs = completion_logprobs(tokens, body, offset) if tokens else None
             return {"id": cid, "object": "text_completion", "created": created, "model": model,
-                    "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish}]}
+                    "choices": [{"index": 0, "text": text, "logprobs": logprobs, "finish_reason": finish}]}
 
         if body.get("stream"):
             usage = {**chunk(""), "choices": [], "usage": plan.usage()}
-            return await self.stream(request, body, [(chunk(t), True) for t in content],
-                                     chunk("", finish), usage)
-        return await self.respond(request, plan, chunk("".join(content), finish))
+            offsets = [sum(len(t) for t in content[:i]) for i in range(len(content))]
+            return await self.stream(request, body, [(chunk(t, tokens=[t], offset=o), True)
+                                                     for t, o in zip(content, offsets)], chunk("", finish), usage)
+        return await self.respond(request, plan, chunk("".join(content), finish, tokens=content))
 
     async def respond(self, request, plan, result):
         """A non-streamed answer: wait as long as the stream would take, honour cut_after."""

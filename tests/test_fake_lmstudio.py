@@ -170,6 +170,25 @@ def test_completions_and_embeddings(client):
     assert wrong.status_code == 400
 
 
+def test_log_probabilities_are_given_when_asked_and_the_same_every_time(client):
+    whole = client.post("/v1/chat/completions", json=chat_body(logprobs=True, top_logprobs=2)).json()["choices"][0]
+    content = whole["logprobs"]["content"]
+    assert "".join(e["token"] for e in content) == whole["message"]["content"]
+    first = content[0]
+    assert first["bytes"] == list(first["token"].encode()) and -4 < first["logprob"] <= 0
+    assert [t["token"] for t in first["top_logprobs"]] == [first["token"], first["token"] + "~1"]
+    with client.stream("POST", "/v1/chat/completions", json=chat_body(logprobs=True, top_logprobs=2,
+                                                                      stream=True)) as response:
+        chunks = [e for e in read_sse(response) if e != "[DONE]"]
+    streamed = [c["choices"][0]["logprobs"] for c in chunks if c["choices"] and c["choices"][0]["logprobs"]]
+    assert [e for logprobs in streamed for e in logprobs["content"]] == content
+    assert client.post("/v1/chat/completions", json=chat_body()).json()["choices"][0]["logprobs"] is None
+    legacy = client.post("/v1/completions", json={"model": CHAT_MODEL, "prompt": "abc", "logprobs": 1}).json()
+    logprobs = legacy["choices"][0]["logprobs"]
+    assert "".join(logprobs["tokens"]) == legacy["choices"][0]["text"] and logprobs["text_offset"][0] == 0
+    assert [list(top) for top in logprobs["top_logprobs"]] == [[t] for t in logprobs["tokens"]]
+
+
 def test_cut_after_ends_stream_without_done(client):
     client.post("/_fake/script", json={"tokens": 50, "cut_after": 3})
     events = []

@@ -104,15 +104,18 @@ def test_bad_generate_fields_are_named(body, message):
 
 @pytest.mark.parametrize("think, params", [
     (None, {}), (True, {}), (False, {}),
-    ("low", {"reasoning_effort": "low"}), ("high", {"reasoning_effort": "high"}),
+    ("low", {"reasoning_effort": "low"}), ("medium", {"reasoning_effort": "medium"}),
+    ("high", {"reasoning_effort": "high"}),
+    ("max", {"reasoning_effort": "high"}),  # Ollama's fourth level: the highest LM Studio takes
 ])
 def test_think_levels_become_reasoning_effort(think, params):
     assert think_params(think) == params
 
 
-def test_an_unknown_think_level_is_a_bad_request():
-    with pytest.raises(BadRequest, match="think must be"):
-        think_params("max")
+@pytest.mark.parametrize("think", ["maximum", "MAX", "", 3, ["high"]])
+def test_an_unknown_think_level_is_a_bad_request(think):
+    with pytest.raises(BadRequest, match='think must be true, false, "low", "medium", "high" or "max"'):
+        think_params(think)
 
 
 @pytest.mark.parametrize("kind, body, action", [
@@ -187,6 +190,17 @@ def test_details_prefer_native_parameter_size_and_fall_back_to_native_fields():
     only_native = model_info.details({"id": "q", "native": NATIVE})
     assert (only_native["family"], only_native["format"], only_native["quantization_level"]) == (
         "qwen2", "gguf", "Q4_K_M")
+
+
+@pytest.mark.parametrize("lm, families", [
+    (None, None),
+    (V0, ["qwen2"]),
+    ({**V0, "type": "vlm"}, ["qwen2", "clip"]),  # as Ollama reports its vision models (Enchanted reads it)
+    ({**V0, "native": NATIVE}, ["qwen2", "clip"]),  # vision by the native capabilities
+    ({"id": "v", "type": "vlm"}, ["clip"]),
+])
+def test_a_vision_models_families_include_clip(lm, families):
+    assert model_info.details(lm)["families"] == families
 
 
 @pytest.mark.parametrize("lm, length", [

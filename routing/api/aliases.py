@@ -1,4 +1,5 @@
-"""Ollama's `/api/copy` and `/api/delete` on aliases: they edit the admin's store, never routes.yaml.
+"""Ollama's `/api/copy` and `/api/delete` on aliases: they edit the admin's store, never routes.yaml
+(`/api/create`, in `routing.api.create`, stores through `store_alias` too).
 
 `copy` stores an admin alias named `destination` with the settings of whatever `source` resolves to
 (an alias, or a pass-through LM Studio id). `delete` removes an admin alias; an alias that lives only in
@@ -17,7 +18,8 @@ from routing.models import Alias
 from routing.proxy.state import AppState, current
 
 
-def _required_name(body: dict, *keys: str) -> str:
+def required_name(body: dict, *keys: str) -> str:
+    """The first of `keys` the body has, as a non-empty name (a BadRequest naming `keys[0]`)."""
     value = next((body[k] for k in keys if body.get(k) is not None), None)
     if value is None:
         raise BadRequest(f"{keys[0]} is required")
@@ -28,8 +30,8 @@ def _required_name(body: dict, *keys: str) -> str:
 
 async def copy_alias(body: dict) -> table.RouteAlias:
     """Store `destination` as an admin alias copying `source`'s route; returns the new alias."""
-    source = _required_name(body, "source")
-    destination = _required_name(body, "destination")
+    source = required_name(body, "source")
+    destination = required_name(body, "destination")
     state = current()
     route_table = await state.registry.table()
     route = route_table.resolve(source)
@@ -38,28 +40,37 @@ async def copy_alias(body: dict) -> table.RouteAlias:
     if route.alias is None and route.model not in await state.pool.models_everywhere(route_table):
         raise ModelNotFound(source)  # a pass-through name LM Studio does not have
     template = route.alias or table.RouteAlias(name=source, model=route.model)
-    return await sync_to_async(_store_copy)(template, destination)
+    return await sync_to_async(store_alias)(template, destination, f"copied from {template.name}")
 
 
-def _store_copy(template: table.RouteAlias, destination: str) -> table.RouteAlias:
+def checked_row(template: table.RouteAlias, destination: str, description: str) -> Alias:
+    """The admin row `destination` (the stored one, or a new one) with `template`'s settings,
+    validated as the admin validates it (BadRequest); not saved."""
     name = table.normalize_name(destination)
+    row = Alias.objects.filter(name=name).first() or Alias(name=name)
+    row.copy_settings(template)
+    row.description = description
+    try:
+        row.full_clean()
+    except ValidationError as exc:
+        raise BadRequest("; ".join(f"{field}: {' '.join(msgs)}" for field, msgs
+                                   in exc.message_dict.items())) from None
+    return row
+
+
+def store_alias(template: table.RouteAlias, destination: str, description: str) -> table.RouteAlias:
+    """Store `template`'s settings as the admin alias `destination` (replacing a stored one of that
+    name; over a routes.yaml alias, an override); returns the alias as the route table has it."""
     with transaction.atomic():
-        copied = Alias.objects.filter(name=name).first() or Alias(name=name)
-        copied.copy_settings(template)
-        copied.description = f"copied from {template.name}"
-        try:
-            copied.full_clean()
-        except ValidationError as exc:
-            raise BadRequest("; ".join(f"{field}: {' '.join(msgs)}" for field, msgs
-                                       in exc.message_dict.items())) from None
-        copied.save()
-    return copied.to_route_alias()
+        row = checked_row(template, destination, description)
+        row.save()
+    return row.to_route_alias()
 
 
 async def delete_alias(body: dict) -> str:
     """Delete the admin alias `model` (or `name`), or unload one of LM Studio's own models; returns
     the normalised name."""
-    requested = _required_name(body, "model", "name")
+    requested = required_name(body, "model", "name")
     name = table.normalize_name(requested)
     deleted = await sync_to_async(_delete_stored)(name)
     if deleted:

@@ -10,7 +10,10 @@ import hashlib
 from datetime import datetime, timedelta, timezone
 from typing import Mapping
 
+import orjson
+
 from routing.config import load_settings
+from routing.config.modelfile import alias_modelfile, alias_parameters
 from routing.config.table import Defaults, RouteAlias, RouteTable
 from routing.lmstudio.catalog import capabilities, is_loaded, native_of
 
@@ -34,15 +37,19 @@ def size_bytes(lm: Mapping | None) -> int:
 
 
 def details(lm: Mapping | None) -> dict:
+    """Ollama's `details`; a vision model's `families` include `clip`, as Ollama's do (Enchanted shows
+    its image button by that)."""
+    vision = bool(lm) and "vision" in capabilities(lm)
     lm, native = lm or {}, native_of(lm)
     family = lm.get("arch") or native.get("architecture") or ""
+    families = [family] * bool(family) + ["clip"] * vision
     quantization = native.get("quantization")
     quantization = quantization.get("name") if isinstance(quantization, Mapping) else None
     return {
         "parent_model": "",
         "format": lm.get("compatibility_type") or native.get("format") or "gguf",
         "family": family,
-        "families": [family] if family else None,
+        "families": families or None,
         "parameter_size": native.get("params_string") or lm.get("params") or "",
         "quantization_level": lm.get("quantization") or quantization or "",
     }
@@ -85,23 +92,23 @@ def parameters_text(alias: RouteAlias | None, lm: Mapping | None, defaults: Defa
     _, num_ctx_max = load_settings.effective(alias, defaults or Defaults())
     lines = [f"num_ctx {served_context(alias, defaults, lm)}",
              f'num_ctx_policy "{load_settings.num_ctx_policy(num_ctx_max)}"']
-    if alias:
-        if alias.temperature is not None:
-            lines.append(f"temperature {alias.temperature}")
-        for key, value in alias.options.items():
-            values = value if isinstance(value, list) else [value]
-            lines += [f'{key} "{v}"' if isinstance(v, str) else f"{key} {v}" for v in values]
+    if alias:  # strings quoted as Ollama's show quotes them (Go's %#v)
+        lines += [f"{name} {orjson.dumps(value).decode()}" for name, value in alias_parameters(alias)
+                  if name != "num_ctx"]
     return "\n".join(lines)
 
 
 def show(name: str, model_id: str, alias: RouteAlias | None, lm: Mapping | None,
          defaults: Defaults | None = None) -> dict:
-    """/api/show for a resolved model."""
+    """/api/show for a resolved model: with an alias, its `modelfile` (which `/api/create` reads back
+    into the same alias), `system`, `messages` and `license`, each left out when empty, as Ollama does."""
     arch = (lm or {}).get("arch") or "llama"
     basename = alias.name if alias else model_id
+    shown = {"system": alias.system, "license": alias.license,
+             "messages": [m.to_yaml() for m in alias.messages]} if alias else {}
     return {
-        "modelfile": f"# Served by LM Studio through an alias proxy\nFROM {model_id}\n"
-                     + (f'SYSTEM """{alias.system}"""\n' if alias and alias.system else ""),
+        "modelfile": alias_modelfile(alias, model_id, tagged(basename)),
+        **{key: value for key, value in shown.items() if value},
         "parameters": parameters_text(alias, lm, defaults),
         "template": "{{ .Prompt }}",
         "details": details(lm),

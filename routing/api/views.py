@@ -1,6 +1,7 @@
 """Thin async views: each names its dialect and endpoint; `routing.proxy.pipeline` does the work. Model
-listing views describe the route table and LM Studio's models (`routing.api.listings`); the model
-management endpoints this proxy cannot serve answer with a clear error."""
+listing views describe the route table and LM Studio's models (`routing.api.listings`); `/api/create`,
+`/api/copy` and `/api/delete` edit the admin's aliases; the model management endpoints this proxy
+cannot serve (push, blobs) answer with a clear error."""
 from __future__ import annotations
 
 import functools
@@ -12,6 +13,7 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from routing.api import aliases as alias_api
+from routing.api import create as create_api
 from routing.api import listings as model_info
 from routing.config.table import Route
 from routing.core.errors import MethodNotAllowed, ModelNotFound, NotSupported, ProxyError, error_body
@@ -190,12 +192,13 @@ async def push(request: HttpRequest):
 
 @api_view(["POST"])
 async def create(request: HttpRequest):
-    raise NotSupported("creating models is not supported: LM Studio cannot build models from a "
-                       "Modelfile; add an alias (model, system prompt, options) in routes.yaml instead")
+    """`ollama create`: an alias from a Modelfile or its JSON form (routing.api.create)."""
+    return await create_api.answer(request)
 
 
 @api_view(["HEAD", "POST"])
 async def blob(request: HttpRequest, digest: str):
     if request.method == "HEAD":
         return HttpResponse(status=404)  # true: this proxy holds no blobs
-    raise NotSupported("uploading blobs is not supported: this proxy cannot create models")
+    raise NotSupported("uploading blobs is not supported: LM Studio cannot build models from files; "
+                       "`ollama create` makes an alias FROM an LM Studio model, an alias or a download")

@@ -95,3 +95,20 @@ def download_field(data, fail) -> dict:
         return {"download": parse_download(data.get("download"))}
     except ValueError as exc:
         fail(f"bad 'download': {exc}", "download")
+
+
+def downloaded_id(download: Download, before, after) -> str | None:
+    """The LM Studio model id a finished download became, from the model ids listed before and after
+    it: a catalog id is its own id; a Hugging Face repo is the one new id, else the id LM Studio
+    gives such repos (`user/Qwen3-0.6B-GGUF` -> `qwen3-0.6b`, also under a publisher). None: unknown."""
+    if not download.hf:
+        return download.name
+    before = set(before)
+    new = [model for model in after if model not in before]
+    if len(new) == 1:
+        return new[0]
+    repo = download.name.rsplit("/", 1)[-1].lower()
+    for suffix in ("-gguf", "-mlx"):
+        repo = repo.removesuffix(suffix)
+    matches = [model for model in after if model.lower() == repo or model.lower().endswith("/" + repo)]
+    return matches[0] if len(matches) == 1 else None

@@ -34,8 +34,8 @@ def _changed_fields(item, always: tuple[str, ...] = ()) -> dict[str, Any]:
             value = format_duration(value)
         if hasattr(value, "to_yaml"):  # an alias's download
             value = value.to_yaml()
-        if isinstance(value, tuple):
-            value = list(value)
+        if isinstance(value, tuple):  # backends, an alias's messages
+            value = [v.to_yaml() if hasattr(v, "to_yaml") else v for v in value]
         out[spec.name] = dict(value) if isinstance(value, Mapping) else value
     return out
 

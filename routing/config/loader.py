@@ -15,6 +15,7 @@ from routing.config.downloads import download_field
 from routing.config.durations import parse_duration, ttl_seconds
 from routing.config.load_settings import FIELDS as LOAD_FIELDS
 from routing.config.load_settings import load_fields
+from routing.config.messages import license_field, messages_field
 from routing.config.table import (
     DEFAULT_BACKEND,
     GLOB_CHARS,
@@ -47,7 +48,7 @@ OLLAMA_OPTIONS = frozenset(
 )
 
 _ALIAS_KEYS = {"model", "ttl", "temperature", "system", "system_mode", "options", "hidden", "backend",
-               "backends", "policy", "download", *LOAD_FIELDS}
+               "backends", "policy", "download", "messages", "license", *LOAD_FIELDS}
 _DEFAULT_KEYS = {"ttl", "passthrough", "fallback", "expose", "backends", "policy", *LOAD_FIELDS}
 _TOP_KEYS = {"defaults", "aliases", "endpoints", "backends"}
 _BACKEND_KEYS = {"url", "api_key"}
@@ -256,7 +257,7 @@ class _Validator:
 
 
 def alias_fields(data: Mapping, source: str, lines: Mapping[str, int], what: str) -> dict:
-    """Validate an alias's overrides (temperature, system, system_mode, options).
+    """Validate an alias's overrides (temperature, system, system_mode, options, messages, license...).
 
     Shared by the YAML loader and any other editor of aliases, so they validate alike.
     """
@@ -289,7 +290,8 @@ def alias_fields(data: Mapping, source: str, lines: Mapping[str, int], what: str
         fail(f"unknown option(s) {', '.join(map(str, unknown))} in 'options'", "options")
     return {"temperature": temperature, "system": system, "system_mode": system_mode,
             "options": MappingProxyType(_plain(dict(options))), "hidden": hidden,
-            **backend_choice(data, fail), **download_field(data, fail), **load_fields(data, fail)}
+            **backend_choice(data, fail), **download_field(data, fail), **load_fields(data, fail),
+            **messages_field(data, fail), **license_field(data, fail)}
 
 
 def backend_choice(data: Mapping, fail) -> dict:

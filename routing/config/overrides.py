@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from routing.config.messages import with_messages
 from routing.config.table import Defaults, Route, RouteAlias
 from routing.core.errors import BadRequest
 
@@ -91,7 +92,8 @@ def apply_system(messages: list[dict], alias: RouteAlias) -> list[dict]:
 
 def apply_route(body: dict, route: Route, defaults: Defaults, client_ttl: int | None = None,
                 ttl_sent: bool = False, sampling: bool = True) -> dict:
-    """`body` (OpenAI shape) aimed at `route`: model id, overrides, system prompt and TTL.
+    """`body` (OpenAI shape) aimed at `route`: model id, overrides, system prompt, the alias's
+    conversation (`messages`, after the system prompt, before the client's) and TTL.
 
     TTL precedence: the client's own (`client_ttl`, when `ttl_sent`), else the alias's, else the
     defaults', else none (LM Studio's default). `sampling=False` (embeddings) applies only the model
@@ -105,7 +107,7 @@ def apply_route(body: dict, route: Route, defaults: Defaults, client_ttl: int | 
         if alias.temperature is not None:
             out["temperature"] = alias.temperature
         if "messages" in out:
-            out["messages"] = apply_system(out["messages"], alias)
+            out["messages"] = with_messages(apply_system(out["messages"], alias), alias.messages)
     ttl = client_ttl if ttl_sent else route.ttl(defaults)
     if ttl is not None:
         out["ttl"] = ttl

@@ -11,6 +11,7 @@ from types import MappingProxyType
 from typing import Any, Iterable, Mapping
 
 from routing.config.downloads import Download
+from routing.config.messages import Message
 
 GLOB_CHARS = "*?["
 DEFAULT_BACKEND = "default"  # LMSTUDIO_URL's server: the backend of every alias that names none
@@ -52,6 +53,8 @@ class RouteAlias:
     flash_attention: bool | None = None
     offload_kv_cache_to_gpu: bool | None = None
     num_ctx_max: int | None = None   # a client's num_ctx is honoured up to this (None: ignored)
+    messages: tuple[Message, ...] = ()  # a conversation put before the client's (routing.config.messages)
+    license: str | None = None       # shown by /api/show, never sent
     source: str = "file"
 
     @property

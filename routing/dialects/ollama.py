@@ -17,11 +17,13 @@ from routing.config.overrides import OLLAMA_NAMES, check_params, options_to_para
 from routing.core.errors import BadRequest, ProxyError, error_body
 from routing.core.exchange import Timing
 from routing.dialects.base import Answer, Dialect, ndjson
+from routing.dialects.logprobs import logprob_params, ollama_logprobs
 
 DIALECT = Dialect("ollama", "application/x-ndjson", ndjson, stream_by_default=True)
 
 ROLES = ("system", "user", "assistant", "tool")
-THINK_LEVELS = ("low", "medium", "high")
+# Ollama's think levels -> OpenAI's reasoning_effort ("max": the highest LM Studio takes)
+THINK_LEVELS = {"low": "low", "medium": "medium", "high": "high", "max": "high"}
 
 _MAGIC = (
     (b"\x89PNG\r\n\x1a\n", "image/png"),
@@ -73,9 +75,9 @@ def think_params(think: Any) -> dict:
     by dropping the reasoning from the answer)."""
     if think is None or isinstance(think, bool):
         return {}
-    if think in THINK_LEVELS:
-        return {"reasoning_effort": think}
-    raise BadRequest('think must be true, false, "low", "medium" or "high"')
+    if isinstance(think, str) and think in THINK_LEVELS:
+        return {"reasoning_effort": THINK_LEVELS[think]}
+    raise BadRequest('think must be true, false, "low", "medium", "high" or "max"')
 
 
 def image_part(data: Any, where: str) -> dict:
@@ -188,8 +190,9 @@ def options(body: dict) -> dict:
     return value
 
 
-def _common(body: dict) -> dict:
+def _common(body: dict, completion: bool = False) -> dict:
     out = options_to_params(options(body))
+    out.update(logprob_params(body, completion))
     check_params(out, "options: ", OLLAMA_NAMES)
     fmt = response_format(body.get("format"))
     if fmt:
@@ -234,7 +237,7 @@ def generate_to_openai(body: dict) -> dict:
         raise BadRequest("suffix: this model does not support insert (fill-in-the-middle)")
     if body.get("raw") is not None and not isinstance(body["raw"], bool):
         raise BadRequest("raw must be true or false")
-    out = _common(body)
+    out = _common(body, completion=bool(body.get("raw")))
     if body.get("raw"):
         if body.get("images"):
             raise BadRequest("images cannot be sent with raw: LM Studio completes raw prompts as text only")
@@ -287,22 +290,26 @@ def now_iso() -> str:
 
 
 def chat_translator(model: str, body: dict) -> "Translator":
-    return Translator(model, "chat", thinking=body.get("think") is not False)
+    return Translator(model, "chat", thinking=body.get("think") is not False, logprobs=bool(body.get("logprobs")))
 
 
 def generate_translator(model: str, body: dict) -> "Translator":
-    return Translator(model, "generate", thinking=body.get("think") is not False)
+    return Translator(model, "generate", thinking=body.get("think") is not False,
+                      logprobs=bool(body.get("logprobs")))
 
 
 class Translator:
-    """Turns OpenAI chat chunks into Ollama `/api/chat` (kind="chat") or `/api/generate` chunks."""
+    """Turns OpenAI chat chunks into Ollama `/api/chat` (kind="chat") or `/api/generate` chunks; with
+    `logprobs`, each chunk carries the log probabilities of its tokens, the whole answer all of them."""
 
-    def __init__(self, model: str, kind: str = "chat", thinking: bool = True):
+    def __init__(self, model: str, kind: str = "chat", thinking: bool = True, logprobs: bool = False):
         self.model = model
         self.kind = kind
         self.thinking = thinking  # False (the client sent `think: false`): reasoning is not passed on
         self.answer = Answer()
         self._calls_sent = False
+        self.logprobs = [] if logprobs else None  # every entry so far (None: not asked for)
+        self._unsent = 0  # how many of them no chunk carried yet
 
     def _chunk(self, content: str, thinking: str = "", tool_calls: list | None = None) -> dict:
         if self.kind == "chat":
@@ -311,11 +318,13 @@ class Translator:
                 message["thinking"] = thinking
             if tool_calls:
                 message["tool_calls"] = tool_calls
-            return {"model": self.model, "created_at": now_iso(), "message": message,
-                    "done": False}
-        chunk = {"model": self.model, "created_at": now_iso(), "response": content, "done": False}
-        if thinking:
-            chunk["thinking"] = thinking
+            chunk = {"model": self.model, "created_at": now_iso(), "message": message, "done": False}
+        else:
+            chunk = {"model": self.model, "created_at": now_iso(), "response": content, "done": False}
+            if thinking:
+                chunk["thinking"] = thinking
+        if self._unsent:  # the log probabilities of the tokens this chunk carries
+            chunk["logprobs"], self._unsent = self.logprobs[-self._unsent:], 0
         return chunk
 
     def feed(self, event: dict) -> list[dict]:
@@ -326,6 +335,9 @@ class Translator:
             # chat chunks carry a delta, whole answers a message, text completions (raw) `text`
             delta = choice.get("delta") or choice.get("message") or {"content": choice.get("text")}
             text, thought, _ = self.answer.add_delta(delta, self.thinking)
+            if self.logprobs is not None and (entries := ollama_logprobs(choice)):
+                self.logprobs += entries
+                self._unsent += len(entries)
             if text or thought:
                 out.append(self._chunk(text, thought))
             if choice.get("finish_reason"):
@@ -366,6 +378,8 @@ class Translator:
     def whole(self, timing: Timing) -> dict:
         """The non-streamed response: the whole answer in one object with the final metrics."""
         final = self.finish(timing)[-1]
+        if self.logprobs:
+            final["logprobs"] = self.logprobs
         answer = self.answer
         if self.kind == "chat":
             message = {"role": "assistant", "content": answer.text}

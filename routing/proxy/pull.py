@@ -176,7 +176,14 @@ async def prepare(app: AppState, requested: str, exchange: Exchange) -> Pull:
             if exchange.backend:
                 return Pull(requested)
     target = pull_target(requested, route, passthrough)
-    state = app.pool.first(table, route or Route(requested, requested, via="passthrough"))
+    return await start(app, table, route or Route(requested, requested, via="passthrough"), target, exchange)
+
+
+async def start(app: AppState, table: RouteTable, route: Route, target: Target, exchange: Exchange) -> Pull:
+    """Start (or follow) the download of `target` on the first backend of `route`: a name LM Studio
+    cannot download is a NotDownloadable, an LM Studio without the download API a NotSupported."""
+    requested = route.requested
+    state = app.pool.first(table, route)
     exchange.backend, exchange.upstream_model = state.name, target.expect or target.download.text
     exchange.upstream_body = target.download.lmstudio_body()
     try:
