@@ -40,9 +40,13 @@ class RequestLog(models.Model):
     thinking = models.TextField(blank=True, help_text="The model's reasoning, when it sent any (capped).")
     tool_calls = models.TextField(blank=True, help_text="Tool calls in the answer (JSON, capped).")
     truncated = models.BooleanField(default=False, help_text="A body was cut at LOG_BODY_MAX_BYTES.")
+    replay_of = models.CharField(max_length=32, blank=True, db_index=True,
+                                 help_text="The request id of the logged request this one ran again "
+                                           "(manage.py replay, or Run again on the detail page).")
 
     class Meta:
         ordering = ["-started_at", "-id"]
+        permissions = [("replay_requestlog", "Can run logged requests again")]
         indexes = [
             models.Index(fields=["started_at", "id"], name="requestlog_started"),
             models.Index(fields=["alias", "started_at"], name="requestlog_alias"),

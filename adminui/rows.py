@@ -198,6 +198,7 @@ def exchange_to_row(exchange: Exchange, policy: LogPolicy) -> dict:
         "ttl": exchange.ttl,
         **{name: text for name, (text, _) in bodies.items()},
         "truncated": any(cut for _, cut in bodies.values()),
+        "replay_of": "",          # a replay is marked once its row is written (adminui.replay)
     }
 
 

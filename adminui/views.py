@@ -3,13 +3,17 @@ prompt, so they need what the admin's request-log pages need: a staff login (thr
 page) and the `adminui.view_requestlog` permission (a staff user without it gets a 403)."""
 from __future__ import annotations
 
+from itertools import islice
+
+from asgiref.sync import sync_to_async
 from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import permission_required
 from django.db import connection
-from django.http import HttpRequest
+from django.db.models import Q
+from django.http import HttpRequest, HttpResponseBadRequest, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, render
 
-from . import conversation, overview
+from . import conversation, export, overview
 from .filters import HistoryFilter, page
 from .models import RequestLog
 
@@ -72,7 +76,43 @@ def detail(request: HttpRequest, request_id: str):
         "answer": conversation.answer(log.response_text, log.thinking, log.tool_calls),
         "curl": conversation.curl_command(request.build_absolute_uri("/"), log.endpoint, log.request_body),
         "body_cut": bool(log.request_body) and request_body is None,
+        "replays": RequestLog.objects.filter(replay_of=log.request_id).defer(*BODY_FIELDS).order_by("started_at"),
     })
+
+
+@history_reader
+def export_view(request: HttpRequest):
+    """The list's rows under its current filters, as `manage.py exportlogs` writes them (`format`:
+    jsonl or csv), streamed. The JSONL rows left out for a truncated or redacted body are counted in the
+    `X-Export-Skipped` header, which goes out before the body: so it is counted first, in the database."""
+    fmt = request.GET.get("format", "jsonl")
+    form = HistoryFilter(request.GET)
+    if fmt not in export.FORMATS or not form.is_valid():
+        return HttpResponseBadRequest("format must be jsonl or csv, with the history list's filters")
+    qs = form.apply(RequestLog.objects.all())
+    _, lines, content_type = export.FORMATS[fmt]
+    response = StreamingHttpResponse(_in_batches(lines(export.rows(qs, fmt), {})), content_type=content_type)
+    response["Content-Disposition"] = f'attachment; filename="requests.{fmt}"'
+    if fmt == "jsonl":
+        response["X-Export-Skipped"] = _skipped_header(qs)
+    return response
+
+
+def _skipped_header(qs) -> str:
+    """"truncated=N, redacted=M": what the JSONL leaves out because the history cannot give it back."""
+    qs = qs.filter(endpoint__in=list(export.CONVERSATIONS))
+    redacted = Q(request_body__contains=export.REDACTED) | Q(response_text__contains=export.REDACTED) \
+        | Q(tool_calls__contains=export.REDACTED)
+    return (f"{export.TRUNCATED}={qs.filter(truncated=True).count()}, "
+            f"{export.REDACTED_ROW}={qs.filter(redacted, truncated=False).count()}")
+
+
+async def _in_batches(lines, size: int = 500):
+    """A synchronous line iterator (a database cursor) served to the ASGI server: each batch read in
+    the request's thread, so memory stays one batch however long the export."""
+    take = sync_to_async(lambda: b"".join(islice(lines, size)))
+    while batch := await take():
+        yield batch
 
 
 @history_reader
