@@ -13,7 +13,7 @@ from django.db.models import Q
 from django.http import HttpRequest, HttpResponseBadRequest, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, render
 
-from . import conversation, export, overview
+from . import compare, conversation, export, overview
 from .filters import HistoryFilter, page
 from .models import RequestLog
 
@@ -72,11 +72,12 @@ def detail(request: HttpRequest, request_id: str):
     return render(request, "adminui/detail.html", {
         "log": log,
         "load": conversation.parse_json(log.load) if log.load else None,
-        "messages": messages,
+        "conversation": messages,
         "answer": conversation.answer(log.response_text, log.thinking, log.tool_calls),
         "curl": conversation.curl_command(request.build_absolute_uri("/"), log.endpoint, log.request_body),
         "body_cut": bool(log.request_body) and request_body is None,
         "replays": RequestLog.objects.filter(replay_of=log.request_id).defer(*BODY_FIELDS).order_by("started_at"),
+        "run_again_on": compare.choices() if request.user.has_perm(compare.REPLAY_PERMISSION) else None,
     })
 
 

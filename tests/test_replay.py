@@ -1,6 +1,7 @@
 """Running logged requests again: what is refused before anything is sent, the comparison table, the links."""
 import pytest
 
+from adminui.compare import delta_text
 from adminui.models import RequestLog
 from adminui.replay import Refused, Run, comparison, replayable_body
 from tests.test_export import log
@@ -39,3 +40,57 @@ def test_the_detail_page_links_a_replay_and_its_original_both_ways(admin_client)
     assert 'href="/history/req00001/">tiny · 200 · 100 ms</a>' in original
     replay = admin_client.get("/history/req00001/").content.decode()
     assert 'class="replay-of" href="/history/req00000/">req00000</a>' in replay
+
+
+# --- Run again from the browser: the comparison ------------------------------------------------------
+
+@pytest.mark.parametrize("path, chunk, text", [
+    ("/api/chat", b'{"message":{"role":"assistant","content":"Hel"},"done":false}\n'
+                  b'{"message":{"role":"assistant","content":"lo"},"done":false}\n', "Hello"),
+    ("/api/generate", b'{"response":"Hi","done":false}\n{"response":"","done":true}\n', "Hi"),
+    ("/v1/chat/completions", b'data: {"choices":[{"index":0,"delta":{"content":"Hi"}}]}\n\n'
+                             b'data: {"choices":[{"index":0,"delta":{"content":" you"}}]}\n\ndata: [DONE]\n\n', "Hi you"),
+    ("/v1/completions", b'data: {"choices":[{"index":0,"text":"Hi"}]}\n\n', "Hi"),
+    ("/v1/messages", b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
+                     b'"delta":{"type":"text_delta","text":"Hi"}}\n\nevent: ping\ndata: {"type":"ping"}\n\n', "Hi"),
+    ("/v1/messages", b'data: {"type":"content_block_delta","delta":{"type":"input_json_delta","partial_json":"{"}}\n\n',
+     ""),
+    ("/v1/responses", b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta",'
+                      b'"delta":"Hi"}\n\ndata: {"type":"response.completed","response":{}}\n\n', "Hi"),
+    ("/api/chat", b'{"error":"LM Studio went away"}\n', ""),
+])
+def test_the_answer_text_is_read_from_each_dialects_stream(path, chunk, text):
+    assert delta_text(path, chunk) == text
+
+
+def test_running_again_needs_its_own_permission(client, django_user_model, db):
+    from django.contrib.auth.models import Permission
+
+    log(1, request_id="r1").save()
+    viewer = django_user_model.objects.create_user("viewer", password="pw-12345-long", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_requestlog"))
+    client.force_login(viewer)
+    assert client.post("/history/r1/replay/", {"alias": "coder"}).status_code == 403
+    assert "Run again on" not in client.get("/history/r1/").content.decode()
+
+
+def test_a_refused_run_goes_back_to_the_detail_page_saying_why_and_sends_nothing(admin_client, routes_file,
+                                                                                 upstream_mock):
+    log(2, request_id="r2", truncated=True, request_body='{"model": "coder", "messages": [').save()
+    response = admin_client.post("/history/r2/replay/", {"alias": "coder"}, follow=True)
+    assert response.redirect_chain[-1][0] == "/history/r2/"
+    assert "Not run again: r2: its logged body was cut" in response.content.decode()
+    response = admin_client.post("/history/r2/replay/", {"alias": "no-such-alias"}, follow=True)
+    assert "Not run again" in response.content.decode()
+    assert not upstream_mock.calls
+
+
+def test_the_replay_form_is_a_csrf_protected_post(routes_file, django_user_model):
+    from django.test import Client
+
+    log(3, request_id="r3").save()
+    admin = django_user_model.objects.create_superuser("boss", password="pw-12345-long")
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(admin)
+    assert client.post("/history/r3/replay/", {"alias": "coder"}).status_code == 403  # no CSRF token
+    assert client.get("/history/r3/replay/").status_code == 405
