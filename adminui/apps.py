@@ -7,3 +7,4 @@ class AdminUIConfig(AppConfig):
 
     def ready(self):
         from . import history_admin  # noqa: F401  (registers RequestLog in the admin)
+        from . import keys_admin  # noqa: F401  (registers ApiKey in the admin)

@@ -14,6 +14,7 @@ LAST = {"15m": timedelta(minutes=15), "1h": timedelta(hours=1), "24h": timedelta
 class HistoryFilter(forms.Form):
     alias = forms.CharField(required=False, max_length=200)
     model = forms.CharField(required=False, max_length=200, help_text="LM Studio model id")
+    key = forms.CharField(required=False, max_length=100, help_text='API key name ("operator": API_KEY)')
     api = forms.ChoiceField(required=False, choices=[("", "any API"), ("ollama", "Ollama"), ("openai", "OpenAI"), ("responses", "Responses"), ("anthropic", "Anthropic")])
     status = forms.ChoiceField(required=False, choices=[("", "any status"), ("error", "errors only"),
                                                         ("ok", "answered only")])
@@ -37,6 +38,8 @@ class HistoryFilter(forms.Form):
             qs = qs.filter(alias=data["alias"])
         if data["model"]:
             qs = qs.filter(upstream_model=data["model"])
+        if data["key"]:
+            qs = qs.filter(key_name=data["key"])
         if data["api"]:
             qs = qs.filter(api=data["api"])
         if data["status"]:
@@ -63,6 +66,7 @@ class HistoryFilter(forms.Form):
         data = self.cleaned_data
         return ((not data["alias"] or row["alias"] == data["alias"])
                 and (not data["model"] or row["upstream_model"] == data["model"])
+                and (not data["key"] or row.get("key_name") == data["key"])
                 and (not data["api"] or row["api"] == data["api"])
                 and (not data["status"] or (row["status"] >= 400) == (data["status"] == "error")))
 

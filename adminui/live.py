@@ -28,6 +28,7 @@ def live_row(row: dict) -> dict:
         "alias": entry.alias,
         "requested_model": entry.requested_model,
         "upstream_model": entry.upstream_model,
+        "key_name": entry.key_name,
         "api": entry.api,
         "status": entry.status,
     }

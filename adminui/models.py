@@ -12,6 +12,8 @@ class RequestLog(models.Model):
     endpoint = models.CharField(max_length=100, help_text="Client-facing path, e.g. /api/chat.")
     client = models.CharField(max_length=100, blank=True, help_text="Client address.")
     user_agent = models.CharField(max_length=300, blank=True)
+    key_name = models.CharField(max_length=100, blank=True, default="",
+                                help_text='Whose API key: its name, "operator" for API_KEY, empty for none.')
     requested_model = models.CharField(max_length=200, blank=True, help_text="The name the client asked for.")
     alias = models.CharField(max_length=200, blank=True, help_text="The alias it matched; empty for pass-through.")
     upstream_model = models.CharField(max_length=200, blank=True, help_text="The LM Studio model id used.")
@@ -52,6 +54,7 @@ class RequestLog(models.Model):
             models.Index(fields=["alias", "started_at"], name="requestlog_alias"),
             models.Index(fields=["upstream_model", "started_at"], name="requestlog_model"),
             models.Index(fields=["status", "started_at"], name="requestlog_status"),
+            models.Index(fields=["key_name", "started_at"], name="requestlog_key"),
         ]
         constraints = [
             models.CheckConstraint(condition=models.Q(api__in=["ollama", "openai", "responses", "anthropic"]), name="requestlog_api"),

@@ -6,6 +6,8 @@ serialised, and the redaction scan only ever runs on text already cut to that si
 """
 from __future__ import annotations
 
+import dataclasses
+
 import re
 from dataclasses import dataclass
 
@@ -167,6 +169,8 @@ def body_text(value, policy: LogPolicy, is_json: bool = True) -> tuple[str, bool
 
 def exchange_to_row(exchange: Exchange, policy: LogPolicy) -> dict:
     """The `RequestLog` field values for a finished exchange."""
+    if exchange.own_secrets:  # the request's own key, wherever the client echoed it
+        policy = dataclasses.replace(policy, secrets=policy.secrets + exchange.own_secrets)
     bodies = {name: body_text(value, policy, is_json)
               for name, value, is_json in (
                   ("request_body", exchange.request_body, True),
@@ -180,6 +184,7 @@ def exchange_to_row(exchange: Exchange, policy: LogPolicy) -> dict:
         "api": exchange.api,
         "endpoint": exchange.endpoint,
         "client": exchange.client[:100],
+        "key_name": exchange.key_name[:100],
         "user_agent": redact(exchange.user_agent[:300], policy.secrets),
         "requested_model": exchange.requested_model[:200],
         "alias": exchange.alias[:200],

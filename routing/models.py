@@ -1,4 +1,5 @@
-"""What the admin stores over routes.yaml: aliases, the defaults it overrides, declared endpoints.
+"""What the admin stores over routes.yaml: aliases, the defaults it overrides, declared endpoints; and the
+API keys (`ApiKey`).
 `routing.config.registry` merges them over the file (`RouteTable.merged_with`).
 
 Validation is the YAML loader's own (`routing.config.loader.alias_fields`, `defaults_fields`,
@@ -18,6 +19,7 @@ from routing.config.registry import source_of
 from routing.config.table import DEFAULT_BACKEND
 from routing.config.table import RouteBackend as BackendConfig
 from routing.proxy import state
+from routing.security.keys import key_hash, parse_scope, visible_prefix
 
 SYSTEM_MODE_CHOICES = [(mode, mode) for mode in loader.SYSTEM_MODES]
 POLICY_CHOICES = [(policy, policy) for policy in table.POLICIES]
@@ -332,3 +334,44 @@ class Backend(StoredRow):
     def to_route_backend(self) -> BackendConfig:
         """The frozen `routing.lmstudio.backends.Backend` the route table uses."""
         return loader.backend_fields(self.name, {"url": self.url, "api_key": self.api_key}, "admin", {})
+
+
+class ApiKey(models.Model):
+    """A person's key to the API (`routing.security.keys`): only its SHA-256 and a visible prefix are
+    stored, never the key. Made with `manage.py keys create` or in the admin, which show it once."""
+
+    name = models.CharField(max_length=100, unique=True,
+                            help_text="Who holds it; shown in the history as the request's key.")
+    prefix = models.CharField(max_length=20, editable=False,
+                              help_text="The key's first characters, to recognise it (not enough to use it).")
+    key_hash = models.CharField(max_length=64, unique=True, editable=False,
+                                help_text="SHA-256 of the key, hex.")
+    aliases = models.CharField(
+        max_length=1000, blank=True, default="",
+        help_text="Models this key may use: names and patterns, comma-separated (coder, chat*); empty = all.")
+    max_concurrent = models.PositiveIntegerField(null=True, blank=True,
+                                                 help_text="Requests open at once; empty = no limit.")
+    requests_per_minute = models.PositiveIntegerField(null=True, blank=True, help_text="Empty = no limit.")
+    tokens_per_day = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="Prompt + completion tokens per UTC day; empty = no limit.")
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Refused from then on; empty = never.")
+    enabled = models.BooleanField(default=True, help_text="A disabled (revoked) key is refused.")
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False,
+                                        help_text="Written about once a second while it is used.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "API key"
+
+    def __str__(self):
+        return f"{self.name} ({self.prefix}…)"
+
+    def set_key(self, key: str):
+        """Store what identifies `key` (its hash and prefix), not the key."""
+        self.key_hash, self.prefix = key_hash(key), visible_prefix(key)
+
+    @property
+    def scope(self) -> str:
+        return ", ".join(parse_scope(self.aliases)) or "all models"

@@ -22,6 +22,7 @@ from django.urls import path  # noqa: E402
 
 from adminui.consumers import HistoryConsumer  # noqa: E402
 from shimsite import fast_path, server, shutdown  # noqa: E402
+from shimsite.path_keys import PathKeys  # noqa: E402
 
 from routing.config.loader import RouteTableError  # noqa: E402
 from routing.proxy import state  # noqa: E402
@@ -47,7 +48,8 @@ websocket_urlpatterns = [
 
 site = ASGIStaticFilesHandler(django_asgi_app)
 application = shutdown.install(ProtocolTypeRouter({
-    "http": fast_path.SplitHTTP(fast_path.ApiHandler(), site) if fast else site,
+    # A key in the path (/k/<key>/...) is taken off first: nothing after sees it (shimsite.path_keys).
+    "http": PathKeys(fast_path.SplitHTTP(fast_path.ApiHandler(), site) if fast else site),
     # The host and the whole origin (scheme, host, port) are checked by the consumer.
     "websocket": AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
 }), state.current(), settings.SHUTDOWN_GRACE)  # SIGTERM and SIGINT drain what is in flight

@@ -19,7 +19,7 @@ from __future__ import annotations
 import gc
 import logging
 import resource
-from urllib.parse import unquote
+from urllib.parse import unquote, unquote_to_bytes
 
 from daphne import http_protocol
 from django.conf import settings
@@ -27,6 +27,8 @@ from twisted.internet import reactor, tcp
 from twisted.web import http
 
 from routing.core.errors import ClientTooSlow, PayloadTooLarge
+from routing.core.paths import KEY_PATH_PREFIX, split_path_key
+from routing.proxy import state
 from routing.security.access import head_refusal, refusal_response
 
 log = logging.getLogger("routing.server")
@@ -59,8 +61,11 @@ class GatedRequest(http_protocol.WebRequest):
             return
         headers = {name.decode("latin-1").lower(): values[0].decode("latin-1")
                    for name, values in self.requestHeaders.getAllRawHeaders()}
-        method, path = self.channel._command.decode("latin-1"), self._path()
-        problem = head_refusal(method, path, headers, headers.get("host", ""))
+        method, (path, key) = self.channel._command.decode("latin-1"), split_path_key(self._path())
+        if key:  # /k/<key>/...: the key in the path is the request's key (shimsite.path_keys)
+            headers.pop("x-api-key", None)
+            headers["authorization"] = f"Bearer {key}"
+        problem = head_refusal(method, path, headers, headers.get("host", ""), state.current().keys.ring())
         if problem is not None:
             self._refuse(path, problem, body_expected=length != 0)
 
@@ -90,7 +95,21 @@ class GatedRequest(http_protocol.WebRequest):
         self._stop_deadline()
         if self._refused:
             return None
+        self._take_path_key()
         return super().process()
+
+    def _take_path_key(self):
+        """/k/<key>/...: Daphne gets (and logs) the path without the key, and the key as the request's
+        `Authorization: Bearer` (the same rewrite as shimsite.path_keys, made here so that the access
+        log never shows the key)."""
+        if not self.path.startswith(KEY_PATH_PREFIX.encode()):
+            return
+        key, _, rest = self.path[len(KEY_PATH_PREFIX):].partition(b"/")
+        query = self.uri.partition(b"?")[1:]
+        self.path = b"/" + rest
+        self.uri = self.path + b"".join(query)
+        self.requestHeaders.removeHeader(b"x-api-key")
+        self.requestHeaders.setRawHeaders(b"authorization", [b"Bearer " + unquote_to_bytes(key)])
 
     def connectionLost(self, reason):
         self._stop_deadline()

@@ -122,7 +122,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "corsheaders.middleware.CorsMiddleware",  # first: preflights and 401s carry the CORS headers
-    "routing.security.access.ApiAccessMiddleware",
+    "routing.api.access.ApiAccessMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -164,7 +164,7 @@ CONTENT_SECURITY_POLICY = {
 # process_view/... hooks).
 API_MIDDLEWARE = [
     "corsheaders.middleware.CorsMiddleware",
-    "routing.security.access.ApiAccessMiddleware",
+    "routing.api.access.ApiAccessMiddleware",
 ]
 
 ROOT_URLCONF = "shimsite.urls"

@@ -56,9 +56,28 @@ def use_state(settings):
     previous one after the test. Call it again after changing a setting the state is made from."""
     from routing.proxy import state
 
-    built = state.build(settings, transport=httpx.AsyncHTTPTransport, observers=[])
+    built = state.build(settings, transport=httpx.AsyncHTTPTransport, observers=[], keys=NoKeys())
     state.install(built)
     return built
+
+
+class NoKeys:
+    """The key store of in-process tests: no keys in the database (no thread, no query). Tests of the
+    keys install a real `routing.proxy.keystore.KeyStore` (tests/test_keys.py)."""
+
+    def ring(self):
+        from routing.security.keys import EMPTY_RING
+
+        return EMPTY_RING
+
+    def invalidate(self):
+        pass
+
+    def used(self, name):
+        pass
+
+    def close(self):
+        pass
 
 
 @pytest.fixture(autouse=True)

@@ -43,7 +43,7 @@ async def ready(request: HttpRequest):
         body, status = {"status": "busy", **error_body(busy, "ollama")}, 503
     else:
         body, status = {"status": "ready"}, 200
-    if not has_key(request.headers):
+    if not has_key(request.headers, state.keys.ring()):
         return json_response({"status": body["status"]}, status)
     return json_response({**body, "backends": dict(pool.status()), **state.observers.status()}, status)
 

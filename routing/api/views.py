@@ -20,9 +20,10 @@ from routing.core.errors import MethodNotAllowed, ModelNotFound, NotSupported, P
 from routing.core.responses import json_response
 from routing.dialects import anthropic, embeddings, ollama, openai_chat, responses
 from routing.dialects.base import require_model
-from routing.proxy.pipeline import Endpoint, parse_body, proxy, resolve_route
+from routing.proxy.pipeline import Endpoint, parse_body, proxy, refuse_outside_scope, resolve_route
 from routing.proxy.pull import answer as pull_answer
 from routing.proxy.state import AppState, current
+from routing.security.keys import KeyGrant
 
 OLLAMA, OPENAI = ollama.DIALECT, openai_chat.DIALECT
 CHAT = Endpoint("/api/chat", OLLAMA, "/v1/chat/completions", ollama.chat_to_openai, ollama.chat_translator,
@@ -104,12 +105,14 @@ async def tags(request: HttpRequest):
     state = current()
     table = await state.registry.table()
     lm_models = await _lm_models_or_empty(state, table)
-    return json_response(model_info.tags(table, lm_models))
+    listed = model_info.tags(table, lm_models)
+    return json_response({**listed, "models": in_scope(request, listed["models"], "name")})
 
 
 @api_view(["POST"])
 async def show(request: HttpRequest):
     requested = require_model(parse_body(request))
+    refuse_outside_scope(key_of(request), requested)
     state = current()
     route, lm = await known_model(state, requested)
     defaults = (await state.registry.table()).defaults
@@ -132,7 +135,18 @@ async def delete(request: HttpRequest):
 async def v1_models(request: HttpRequest):
     state = current()
     table = await state.registry.table()
-    return json_response(model_info.openai_models(table, await _lm_models_or_empty(state, table)))
+    listed = model_info.openai_models(table, await _lm_models_or_empty(state, table))
+    return json_response({**listed, "data": in_scope(request, listed["data"], "id")})
+
+
+def key_of(request: HttpRequest) -> KeyGrant | None:
+    return getattr(request, "api_key", None)  # set by the access middleware (routing.api.access)
+
+
+def in_scope(request: HttpRequest, entries: list[dict], name_field: str) -> list[dict]:
+    """The model list entries the request's key may use (a scoped key sees only those)."""
+    grant = key_of(request)
+    return entries if grant is None or not grant.scope else [e for e in entries if grant.allows(e[name_field])]
 
 
 async def _lm_models_or_empty(state: AppState, table) -> Mapping[str, dict]:
@@ -167,13 +181,14 @@ async def ps(request: HttpRequest):
     except ProxyError:
         by_backend = {}
     now = datetime.now(timezone.utc)
-    return json_response({"models": [{**entry, "backend": name} for name, lm_models in by_backend.items()
-                                     for entry in model_info.running(table, lm_models, now,
-                                                                     state.loader.records(name))["models"]]})
+    return json_response({"models": in_scope(request, [
+        {**entry, "backend": name} for name, lm_models in by_backend.items()
+        for entry in model_info.running(table, lm_models, now, state.loader.records(name))["models"]], "name")})
 
 
 @api_view(["GET"], "openai")
 async def v1_model(request: HttpRequest, model_id: str):
+    refuse_outside_scope(key_of(request), model_id)
     await known_model(current(), model_id)
     return json_response(model_info.openai_model(model_id))
 

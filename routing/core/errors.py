@@ -17,6 +17,10 @@ class ProxyError(Exception):
         super().__init__(message)
         self.message = message
 
+    def headers(self) -> dict[str, str]:
+        """Response headers that go with the error (Retry-After for a limit)."""
+        return {}
+
 
 class BadRequest(ProxyError):
     status = 400
@@ -43,6 +47,19 @@ class TooManyRequests(ProxyError):
 
     status = 429
     openai_type = "rate_limit_error"
+
+
+class KeyLimitReached(TooManyRequests):
+    """An API key is over one of its limits (max concurrent, requests per minute, tokens per day)."""
+
+    openai_code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(message)
+        self.retry_after = max(1, retry_after)
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
 
 
 class UpstreamBusy(ProxyError):

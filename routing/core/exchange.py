@@ -63,6 +63,8 @@ class Exchange:
     started_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     timing: Timing = field(default_factory=Timing)
     client: str = ""
+    key_name: str = ""            # whose API key: a person's key name, "operator" for API_KEY, "" for none
+    own_secrets: tuple = field(default=(), repr=False)  # the request's own key: redacted from the log
     user_agent: str = ""
     requested_model: str = ""
     upstream_model: str = ""

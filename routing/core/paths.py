@@ -24,3 +24,24 @@ def dialect_of(path: str) -> str:
     if path == "/v1/messages" or path.startswith("/v1/messages/"):
         return "anthropic"
     return "openai" if path == "/v1" or path.startswith("/v1/") else "ollama"
+
+
+# A key in the path, for clients that can send no header (GitHub Copilot's Ollama provider): every API
+# path also answers under /k/<key>/... The key is taken off before anything routes, checks or logs the
+# path (shimsite.path_keys; the Twisted gate in shimsite.server), and sent on as `Authorization: Bearer`.
+KEY_PATH_PREFIX = "/k/"
+MASKED_KEY = "***"
+
+
+def split_path_key(path: str) -> tuple[str, str]:
+    """(the path without a leading /k/<key>, the key) for /k/<key>/...; (path, "") otherwise."""
+    if not path.startswith(KEY_PATH_PREFIX):
+        return path, ""
+    key, slash, rest = path[len(KEY_PATH_PREFIX):].partition("/")
+    return slash + rest or "/", key
+
+
+def mask_path_key(path: str) -> str:
+    """The path as it may be shown or logged: a key in it replaced by ***."""
+    rest, key = split_path_key(path)
+    return f"{KEY_PATH_PREFIX}{MASKED_KEY}{rest}" if key else path

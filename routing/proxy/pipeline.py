@@ -12,7 +12,7 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
 from routing.config.overrides import apply_route
 from routing.config.table import Route, RouteTable
-from routing.core.errors import ModelNotFound, ProxyError, error_body
+from routing.core.errors import Forbidden, ModelNotFound, ProxyError, error_body
 from routing.core.exchange import Exchange, Timing
 from routing.core.responses import json_response
 from routing.dialects.base import Dialect, Translator, require_model, strict_bool
@@ -22,6 +22,8 @@ from routing.lmstudio.backends import BackendPool
 from routing.proxy.bodies import read_json_object
 from routing.proxy.relay import record_answer, relay
 from routing.proxy.state import AppState, current
+from routing.security.access import presented_key
+from routing.security.keys import KeyGrant
 
 
 def no_client_ttl(body: dict) -> tuple[bool, int | None]:
@@ -77,9 +79,19 @@ async def resolve_route(pool: BackendPool, table: RouteTable, requested: str) ->
     return route
 
 
+def refuse_outside_scope(grant: KeyGrant | None, requested: str):
+    """A key scoped to some models may use no other, whatever would serve the name (alias, pattern,
+    pass-through or fallback): decided on the name asked for, before it is resolved."""
+    if grant is not None and not grant.allows(requested):
+        raise Forbidden(f"the API key {grant.name!r} may not use the model {requested!r}")
+
+
 def begin_exchange(request: HttpRequest, api: str, path: str) -> Exchange:
     """The record of a request to `path` by a client of the `api` dialect."""
+    grant = getattr(request, "api_key", None)  # set by the access middleware
     return Exchange(api=api, endpoint=path, client=request.META.get("REMOTE_ADDR", ""),
+                    key_name=grant.name if grant else "",
+                    own_secrets=(presented_key(request.headers),) if grant and grant.hash else (),
                     user_agent=request.META.get("HTTP_USER_AGENT", "")[:300])
 
 
@@ -95,7 +107,10 @@ async def proxy(request: HttpRequest, endpoint: Endpoint) -> HttpResponse:
                 recording.hand_over()
             return response
     except ProxyError as exc:
-        return json_response(error_body(exc, endpoint.api), exc.status, exchange.id)
+        response = json_response(error_body(exc, endpoint.api), exc.status, exchange.id)
+        for name, value in exc.headers().items():
+            response[name] = value
+        return response
 
 
 async def _proxy(state: AppState, request: HttpRequest, endpoint: Endpoint,
@@ -103,6 +118,9 @@ async def _proxy(state: AppState, request: HttpRequest, endpoint: Endpoint,
     body = parse_body(request)
     exchange.request_body = body
     requested = require_model(body)
+    grant = getattr(request, "api_key", None)
+    refuse_outside_scope(grant, requested)
+    state.limits.admit(grant, exchange)  # after the scope: a refused model uses none of the key's limits
     table = await state.registry.table()
     route = await resolve_route(state.pool, table, requested)
     exchange.requested_model, exchange.upstream_model = requested, route.model

@@ -2,7 +2,8 @@
 
 `build(settings)` makes it: the route registry, the pool of LM Studio backends (each with its client and
 model catalog), admission to the upstream slots, the instance loader, the download jobs, the metrics and
-the observers of finished exchanges (the request log's writer among them, from `EXCHANGE_OBSERVERS`).
+the observers of finished exchanges (the request log's writer among them, from `EXCHANGE_OBSERVERS`) and
+the API keys in force.
 The server builds it at start-up (`shimsite/asgi.py`); views and commands reach it through `current()`,
 and hand its parts down to the layers below, which never look it up themselves. Tests build their own
 and `install` it for as long as they need it.
@@ -27,6 +28,8 @@ from routing.lmstudio.catalog import ModelCatalog
 from routing.lmstudio.client import Upstream
 from routing.lmstudio.downloads import RunningJobs
 from routing.lmstudio.instances import InstanceLoader
+from routing.proxy.key_limits import KeyLimits
+from routing.proxy.keystore import KeyStore
 from routing.proxy.metrics import Metrics
 from routing.proxy.observers import Observers
 
@@ -42,12 +45,15 @@ class AppState:
     downloads: RunningJobs
     metrics: Metrics
     observers: Observers
+    keys: KeyStore  # the API keys in force, a snapshot the head gate consults (routing.proxy.keystore)
+    limits: KeyLimits  # their limits' counts, in this process (routing.proxy.key_limits)
     # Set when a graceful stop's grace period is over: streams still open end with it, as the dialect's
     # error event, at their next batch (routing.proxy.relay; shimsite/shutdown.py sets it).
     stopping: ProxyError | None = None
 
     async def aclose(self):
-        """Close every backend's connections."""
+        """Close every backend's connections, and stop the key store's thread."""
+        self.keys.close()
         await self.pool.aclose()
 
     def close_observers(self):
@@ -59,10 +65,11 @@ class AppState:
 
 
 def build(settings, *, transport: Callable[[], httpx.AsyncBaseTransport] | None = None,
-          observers: list[str] | None = None) -> AppState:
+          observers: list[str] | None = None, keys: KeyStore | None = None) -> AppState:
     """The application's state from Django's settings. `transport` makes each LM Studio client's
     transport (tests inject one; the default is aiohttp's pool); `observers` replaces the dotted paths of
-    `settings.EXCHANGE_OBSERVERS` (factories called with the new state, each returning an observer)."""
+    `settings.EXCHANGE_OBSERVERS` (factories called with the new state, each returning an observer); `keys`
+replaces the store of API keys read from the database."""
 
     def make_upstream(backend: RouteBackend) -> Upstream:
         return Upstream(backend.url, api_key=backend.api_key, connect_timeout=settings.UPSTREAM_CONNECT_TIMEOUT,
@@ -74,6 +81,7 @@ def build(settings, *, transport: Callable[[], httpx.AsyncBaseTransport] | None 
                        make_upstream, lambda upstream: ModelCatalog(upstream, ttl=settings.MODEL_LIST_TTL),
                        cool_off=settings.BACKEND_COOL_OFF, operator_secrets=(settings.API_KEY,))
     metrics = Metrics()
+    limits = KeyLimits()
     state = AppState(
         registry=RouteRegistry(settings.ROUTES_FILE),
         pool=pool,
@@ -82,7 +90,9 @@ def build(settings, *, transport: Callable[[], httpx.AsyncBaseTransport] | None 
         loader=InstanceLoader(pool, load_timeout=settings.MODEL_LOAD_TIMEOUT),
         downloads=RunningJobs(),
         metrics=metrics,
-        observers=Observers([metrics.observe]),
+        observers=Observers([metrics.observe, limits.observe]),
+        keys=keys or KeyStore(),
+        limits=limits,
     )
     for dotted in settings.EXCHANGE_OBSERVERS if observers is None else observers:
         state.observers.add(import_string(dotted)(state))

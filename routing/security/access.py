@@ -3,30 +3,32 @@
 `head_refusal` is the one policy: the `Host` (every path), the browser `Origin`, the API key and the
 declared body size (API paths). It needs only the method, path and headers, so it runs twice with the
 same answer: in the Twisted gate (`shimsite.server`), before a byte of the body is read, and in
-`ApiAccessMiddleware` for whatever did not come through that gate (Django's test client, another ASGI
-server). Running it twice costs microseconds; trusting a mark on the request would be one more thing to
-forge.
+`routing.api.access.ApiAccessMiddleware` for whatever did not come through that gate (Django's test
+client, another ASGI server). Running it twice costs microseconds; trusting a mark on the request would
+be one more thing to forge.
 
-When the `API_KEY` setting is set, every API path (`routing.core.paths`) needs
-`Authorization: Bearer <key>` (or `x-api-key: <key>`, as Anthropic clients send it); a missing or wrong
-key is a 401 in the dialect's error shape. A short list of paths stays public so that clients can
-discover the server and probes can watch it; `PUBLIC_MODEL_LISTING` adds the model lists (GitHub
-Copilot's Ollama provider sends no key when it lists models). The admin and history pages are not API
-paths: they keep Django's login and CSRF protection.
+When the `API_KEY` setting is set or any API key is enabled (`routing.security.keys`), every API path
+(`routing.core.paths`) needs `Authorization: Bearer <key>` (or `x-api-key: <key>`, as Anthropic clients
+send it); a missing, unknown, disabled or expired key is a 401 in the dialect's error shape. The keys
+come in as a `KeyRing`, a snapshot handed in by the caller (this layer never reaches the application's
+state). A short list of paths stays public so that clients can discover the server and probes can watch
+it; `PUBLIC_MODEL_LISTING` adds the model lists (GitHub Copilot's Ollama provider sends no key when it
+lists models). The admin and history pages are not API paths: they keep Django's login and CSRF
+protection.
 """
 from __future__ import annotations
 
 import hmac
 from typing import Mapping
 
-from asgiref.sync import markcoroutinefunction
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 
 from routing.core.errors import BadRequest, Forbidden, PayloadTooLarge, ProxyError, Unauthorized, error_body
 from routing.core.paths import dialect_of, is_api_path
 from routing.core.responses import json_response
 from routing.security import hosts
+from routing.security.keys import EMPTY_RING, OPERATOR_GRANT, KeyGrant, KeyRing
 
 # Reachable without a key: Ollama's discovery endpoints (clients probe them before anything else)
 # and the liveness/readiness probes (/ready shows its detail only with the key). /metrics is not
@@ -52,9 +54,23 @@ def key_matches(presented: str, expected: str) -> bool:
                                expected.encode("utf-8", "surrogateescape"))
 
 
-def has_key(headers: Mapping[str, str]) -> bool:
-    """Whether the request may see what the key protects (always, when no API_KEY is set)."""
-    return not settings.API_KEY or key_matches(presented_key(headers), settings.API_KEY)
+def key_grant(headers: Mapping[str, str], ring: KeyRing = EMPTY_RING) -> KeyGrant | None:
+    """Whose key the request carries: the operator's (`API_KEY`), a person's from `ring`, or None."""
+    presented = presented_key(headers)
+    if not presented:
+        return None
+    if settings.API_KEY and key_matches(presented, settings.API_KEY):
+        return OPERATOR_GRANT
+    return ring.find(presented)
+
+
+def keys_required(ring: KeyRing = EMPTY_RING) -> bool:
+    return bool(settings.API_KEY) or ring.required
+
+
+def has_key(headers: Mapping[str, str], ring: KeyRing = EMPTY_RING) -> bool:
+    """Whether the request may see what a key protects (always, when no key is required)."""
+    return not keys_required(ring) or key_grant(headers, ring) is not None
 
 
 def host_refusal(host: str) -> ProxyError | None:
@@ -84,7 +100,8 @@ def length_refusal(declared: str | None) -> ProxyError | None:
     return None
 
 
-def head_refusal(method: str, path: str, headers: Mapping[str, str], host: str) -> ProxyError | None:
+def head_refusal(method: str, path: str, headers: Mapping[str, str], host: str,
+                 ring: KeyRing = EMPTY_RING) -> ProxyError | None:
     """Why a `method` request for `path` with these headers (looked up by lower-case name) and this
     `Host` may not go further, or None. A CORS preflight needs no key: browsers never send credentials
     with one, and it only asks what the real request may do (corsheaders answers it)."""
@@ -93,7 +110,7 @@ def head_refusal(method: str, path: str, headers: Mapping[str, str], host: str) 
         return problem
     problem = origin_refusal(headers)
     preflight = method == "OPTIONS" and "access-control-request-method" in headers
-    if problem is None and not preflight and not is_public(path) and not has_key(headers):
+    if problem is None and not preflight and not is_public(path) and not has_key(headers, ring):
         problem = Unauthorized("missing or invalid API key: send the header 'Authorization: Bearer <key>' "
                                "(or 'x-api-key: <key>')")
     return problem or length_refusal(headers.get("content-length"))
@@ -107,21 +124,3 @@ def refusal_response(path: str, problem: ProxyError) -> HttpResponse:
     if isinstance(problem, Unauthorized):
         response["WWW-Authenticate"] = 'Bearer realm="api"'
     return response
-
-
-class ApiAccessMiddleware:
-    """Applies `head_refusal` to every request; async only (no thread hop)."""
-
-    sync_capable = False
-    async_capable = True
-
-    def __init__(self, get_response):
-        self.get_response = get_response
-        markcoroutinefunction(self)
-
-    async def __call__(self, request: HttpRequest) -> HttpResponse:
-        # Django's host as it would check it (X-Forwarded-Host only when USE_X_FORWARDED_HOST)
-        problem = head_refusal(request.method, request.path, request.headers, request._get_raw_host())
-        if problem is not None:
-            return refusal_response(request.path, problem)
-        return await self.get_response(request)
