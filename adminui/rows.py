@@ -7,7 +7,6 @@ serialised, and the redaction scan only ever runs on text already cut to that si
 from __future__ import annotations
 
 import dataclasses
-
 import re
 from dataclasses import dataclass
 

@@ -18,10 +18,8 @@ from routing.config.load_settings import load_fields
 from routing.config.messages import license_field, messages_field
 from routing.config.table import (
     DEFAULT_BACKEND,
-    GLOB_CHARS,
     POLICIES,
     Defaults,
-    Route,
     RouteAlias,
     RouteBackend,
     RouteEndpoint,

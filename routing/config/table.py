@@ -12,16 +12,11 @@ from typing import Any, Iterable, Mapping
 
 from routing.config.downloads import Download
 from routing.config.messages import Message
+from routing.core.names import normalize_name
 
 GLOB_CHARS = "*?["
 DEFAULT_BACKEND = "default"  # LMSTUDIO_URL's server: the backend of every alias that names none
 POLICIES = ("fallback", "least-busy")
-
-
-def normalize_name(name: str) -> str:
-    """Ollama treats `x` and `x:latest` as the same model."""
-    name = name.strip()
-    return name[: -len(":latest")] if name.endswith(":latest") else name
 
 
 @dataclass(frozen=True)

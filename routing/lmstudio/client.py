@@ -16,7 +16,6 @@ from routing.core.errors import (
     EndpointMissing,
     ModelNotFound,
     ModelNotLoaded,
-    ProxyError,
     UpstreamBusy,
     UpstreamError,
     UpstreamTimeout,

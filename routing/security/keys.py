@@ -17,6 +17,8 @@ from datetime import datetime, timezone
 from fnmatch import fnmatchcase
 from typing import Mapping
 
+from routing.core.names import normalize_name
+
 KEY_PREFIX = "lmp_"
 SHOWN_CHARS = 8  # of the random part, kept in clear after the prefix so people recognise their key
 OPERATOR = "operator"  # the name of the API_KEY setting's holder in the history
@@ -38,12 +40,7 @@ def visible_prefix(key: str) -> str:
 def parse_scope(text: str) -> tuple[str, ...]:
     """Comma-separated names and patterns (`coder, chat*`) as a tuple; empty means every model. A
     ':latest' tag is dropped, as alias names drop it."""
-    return tuple(dict.fromkeys(model_name(part) for part in text.split(",") if part.strip()))
-
-
-def model_name(name: str) -> str:
-    name = name.strip()
-    return name[:-len(":latest")] if name.endswith(":latest") else name
+    return tuple(dict.fromkeys(normalize_name(part) for part in text.split(",") if part.strip()))
 
 
 @dataclass(frozen=True)
@@ -61,7 +58,7 @@ class KeyGrant:
     def allows(self, model: str) -> bool:
         """Whether this key may use the model a client names (the name asked for, not what it resolves
         to: a name outside the scope that a pattern or the fallback would serve is still refused)."""
-        name = model_name(model)
+        name = normalize_name(model)
         return not self.scope or any(fnmatchcase(name, pattern) for pattern in self.scope)
 
     def expired(self, now: datetime | None = None) -> bool:
