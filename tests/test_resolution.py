@@ -110,7 +110,7 @@ def test_invalid_patterns_fallbacks_and_endpoints(text, line, words):
 def test_reserved_paths_cover_every_url_the_proxy_serves():
     from django.urls import get_resolver
 
-    from routing.config.loader import RESERVED_PATHS, RESERVED_PREFIXES
+    from routing.core.paths import RESERVED_PATHS, RESERVED_PREFIXES
 
     def walk(patterns, prefix=""):
         for p in patterns:

@@ -24,19 +24,13 @@ from routing.config.table import (
     RouteBackend,
     RouteEndpoint,
     RouteTable,
-    normalize_name,
 )
+from routing.core.names import normalize_name
+from routing.core.paths import is_reserved
 
 SYSTEM_MODES = ("prepend", "replace", "default")
 EXPOSE_MODES = ("all", "aliases", "none")
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
-
-# Paths the proxy serves itself: a declared endpoint may not shadow them (tests keep this in step with
-# the URL configuration).
-RESERVED_PATHS = frozenset({"/", "/health", "/ready", "/metrics"})
-RESERVED_PREFIXES = ("/api/chat", "/api/generate", "/api/tags", "/api/show", "/api/ps", "/api/version",
-                     "/api/embed", "/api/copy", "/api/delete", "/api/pull", "/api/push", "/api/create",
-                     "/api/blobs", "/v1/", "/admin", "/history", "/static/", "/ws/")
 
 # Ollama's Modelfile parameters (api/types.go `Options` and `Runner`); anything else is a typo.
 OLLAMA_OPTIONS = frozenset(
@@ -385,7 +379,7 @@ def pattern_tie_message(alias: RouteAlias, other: str) -> str:
 def endpoint_fields(data: Mapping, source: str, line: int | None = None,
                     origin: str = "file") -> RouteEndpoint:
     """Validate one declared endpoint ({method, path, status, json}); shared by the YAML loader and
-    the admin. A path the proxy serves itself (`RESERVED_PATHS`, `RESERVED_PREFIXES`) is refused."""
+    the admin. A path the proxy serves itself (`routing.core.paths.is_reserved`) is refused."""
 
     def fail(message: str, key: str):
         raise RouteTableError(f"endpoint: {message}", source, line, key)
@@ -396,7 +390,7 @@ def endpoint_fields(data: Mapping, source: str, line: int | None = None,
     path = data.get("path")
     if not isinstance(path, str) or not path.startswith("/"):
         fail("'path' must be a string starting with '/'", "path")
-    if path in RESERVED_PATHS or path.startswith(RESERVED_PREFIXES):
+    if is_reserved(path):
         fail(f"'{path}' would shadow the proxy's own API", "path")
     status = data.get("status", 200)
     if isinstance(status, bool) or not isinstance(status, int) or not 200 <= status <= 599:

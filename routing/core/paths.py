@@ -18,6 +18,18 @@ def is_api_path(path: str) -> bool:
     return path.startswith(API_PREFIXES) or path in API_EXACT
 
 
+# Paths the proxy serves itself: a declared endpoint (routes.yaml's `endpoints:`, the admin's) may not
+# shadow them (tests/test_resolution.py keeps this in step with the URL configuration).
+RESERVED_PATHS = frozenset({"/", "/health", "/ready", "/metrics"})
+RESERVED_PREFIXES = ("/api/chat", "/api/generate", "/api/tags", "/api/show", "/api/ps", "/api/version",
+                     "/api/embed", "/api/copy", "/api/delete", "/api/pull", "/api/push", "/api/create",
+                     "/api/blobs", "/v1/", "/admin", "/history", "/static/", "/ws/")
+
+
+def is_reserved(path: str) -> bool:
+    return path in RESERVED_PATHS or path.startswith(RESERVED_PREFIXES)
+
+
 def dialect_of(path: str) -> str:
     """The error dialect a client of `path` expects: "anthropic" on /v1/messages, "openai" elsewhere
     under /v1, "ollama" everywhere else."""
