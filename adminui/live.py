@@ -11,6 +11,8 @@ import logging
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.template.loader import render_to_string
 
+from routing.core.outage import OutageLog
+
 from .models import RequestLog
 
 log = logging.getLogger("routing.request_log")
@@ -44,7 +46,7 @@ class Broadcaster:
     def __init__(self):
         self.loop: asyncio.AbstractEventLoop | None = None
         self.listeners = 0
-        self.failing = False  # the last broadcast failed (the channel layer is away)
+        self.outage = OutageLog(log)  # the channel layer (Redis) away: said once, and once back
 
     def remember_loop(self):
         if self.loop is None:
@@ -67,11 +69,11 @@ class Broadcaster:
         """Say once that the channel layer (Redis) is away, and once that it is back: the history pages
         reload meanwhile (history.js)."""
         failure = None if future.cancelled() else future.exception()
-        if failure is not None and not self.failing:
-            log.error("live history: broadcasting failed (%s); pages reload until it works again", failure)
-        elif failure is None and self.failing:
-            log.warning("live history: broadcasting again")
-        self.failing = failure is not None
+        if failure is None:
+            self.outage.recovered("live history: broadcasting again")
+        else:
+            self.outage.failed("live history: broadcasting failed (%s); pages reload until it works again",
+                               failure, level=logging.ERROR)
 
 
 broadcaster = Broadcaster()

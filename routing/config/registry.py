@@ -34,6 +34,7 @@ from django.db.models import Count, Max
 from routing.config.dump import dump_routes
 from routing.config.loader import RouteTableError, load_routes
 from routing.config.table import Defaults, RouteAlias, RouteTable, TableOverrides
+from routing.core.outage import OutageLog
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +125,7 @@ class RouteRegistry:
         self._admin: tuple | None = None
         self._admin_checked = float("-inf")
         self._admin_refresh: asyncio.Future | None = None
-        self._store_failing = False  # the last check of the admin's store failed (the database is away)
+        self._store_outage = OutageLog(log)  # said once per outage of the database, not once a second
         self._merged: tuple = (None, None, None)  # (file table, admin overrides, merged table)
 
     def file_table(self) -> RouteTable:
@@ -187,14 +188,10 @@ class RouteRegistry:
             signature = admin_signature()
             if self._admin is None or signature != self._admin[0]:
                 self._admin = (signature, read_admin_overrides())
-            if self._store_failing:
-                log.warning("admin store readable again")
-                self._store_failing = False
+            self._store_outage.recovered("admin store readable again")
         except DatabaseError as exc:
-            if not self._store_failing:  # once per outage, not once a second
-                log.warning("admin store not refreshed (%s); %s", exc, "serving routes.yaml alone"
-                            if self._admin is None else "keeping the last one")
-                self._store_failing = True
+            self._store_outage.failed("admin store not refreshed (%s); %s", exc, "serving routes.yaml alone"
+                                      if self._admin is None else "keeping the last one")
             self._admin = self._admin or (None, TableOverrides())
         finally:
             close_old_connections()  # this pool thread serves no request that would do it (CONN_MAX_AGE)

@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from django.apps import apps
 from django.db import DatabaseError, close_old_connections
 
+from routing.core.outage import OutageLog
 from routing.security.keys import CLOSED_RING, KeyGrant, KeyRing, parse_scope
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ class KeyStore:
         self._start_lock = threading.Lock()
         self._used: set[str] = set()
         self._used_lock = threading.Lock()
-        self._failing = False
+        self._outage = OutageLog(log)  # said once per outage of the database, not once a second
 
     def ring(self) -> KeyRing:
         """The keys in force, never older than about `interval`; only the very first look waits."""
@@ -105,14 +106,10 @@ class KeyStore:
                 apps.get_model("routing", "ApiKey").objects.filter(name__in=used).update(
                     last_used_at=datetime.now(timezone.utc))
             self._ring = ring
-            if self._failing:
-                log.warning("API keys readable again")
-                self._failing = False
+            self._outage.recovered("API keys readable again")
         except DatabaseError as exc:
-            if not self._failing:  # once per outage, not once a second
-                log.warning("API keys not refreshed (%s); %s", exc, "only API_KEY is accepted"
-                            if self._ring is None else "keeping the last ones")
-                self._failing = True
+            self._outage.failed("API keys not refreshed (%s); %s", exc, "only API_KEY is accepted"
+                                if self._ring is None else "keeping the last ones")
             self._ring = self._ring if self._ring is not None else CLOSED_RING
         finally:
             close_old_connections()  # this thread serves no request that would do it (CONN_MAX_AGE)
