@@ -18,6 +18,7 @@ from routing.lmstudio.backends import BackendPool
 from routing.lmstudio.client import NATIVE_MODELS, check_response
 from routing.models import Alias, DeclaredEndpoint, RouteDefaults
 from routing.proxy.state import current
+from routing.security.clients import networks
 
 
 @register()
@@ -26,6 +27,16 @@ def check_routes_file(app_configs=None, **kwargs):
         read_routes_file(settings.ROUTES_FILE)
     except RouteTableError as exc:
         return [Error(str(exc), hint=f"Fix {settings.ROUTES_FILE} (see docs/routes-yaml.md).", id="routing.E001")]
+    return []
+
+
+@register()
+def check_trusted_proxies(app_configs=None, **kwargs):
+    try:
+        networks(tuple(settings.TRUSTED_PROXIES))
+    except ValueError as exc:
+        return [Error(f"TRUSTED_PROXIES: {exc}", hint="List CIDRs or addresses, comma-separated "
+                      "(e.g. 10.0.0.0/8,127.0.0.1).", id="routing.E002")]
     return []
 
 

@@ -9,7 +9,9 @@ access log); this covers the stock path and any other ASGI server.
 """
 from __future__ import annotations
 
-from routing.core.paths import split_path_key
+import logging
+
+from routing.core.paths import mask_path_key, split_path_key
 
 KEY_HEADERS = (b"authorization", b"x-api-key")
 
@@ -36,3 +38,14 @@ class PathKeys:
                 scope = {**scope, "path": path, "raw_path": without_key(scope.get("raw_path")),
                          "headers": with_key_header(scope["headers"], key)}
         await self.app(scope, receive, send)
+
+
+class MaskedAccessLog(logging.Filter):
+    """For `manage.py runserver`'s access lines (logger `django.channels.server`, shown with DEBUG): the
+    path they name, with a key in it masked. (The `daphne` command's own access log writes to a stream,
+    past logging: with FAST_PATH=false it shows the path as sent, see docs/security.md.)"""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, dict) and isinstance(record.args.get("path"), str):
+            record.args = {**record.args, "path": mask_path_key(record.args["path"])}
+        return True

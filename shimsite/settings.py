@@ -45,6 +45,9 @@ CORS_ALLOWED_ORIGINS = [origin for origin in CORS_ALLOWED_ORIGINS if origin != "
 CORS_ALLOWED_ORIGIN_REGEXES = list(DEFAULT_ORIGIN_REGEXES)
 CORS_URLS_REGEX = API_PATH_REGEX  # the API paths (routing/core/paths.py)
 CORS_ALLOW_HEADERS = (*default_cors_headers, "x-api-key")
+# Reverse proxies (CIDRs or addresses) whose X-Forwarded-For names the client (routing/security/clients.py);
+# without them the header is ignored.
+TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
 
 # --- The proxy ---------------------------------------------------------------------------------
 LMSTUDIO_URL = env("LMSTUDIO_URL", default="http://127.0.0.1:1234").rstrip("/")
@@ -62,7 +65,7 @@ UPSTREAM_MAX_CONNECTIONS = env.int("UPSTREAM_MAX_CONNECTIONS", default=256)
 MODEL_LOAD_TIMEOUT = env.float("MODEL_LOAD_TIMEOUT", default=900.0)
 # Seconds a request waits for one of those connections before a 503 (the proxy is at its limit).
 UPSTREAM_POOL_TIMEOUT = env.float("UPSTREAM_POOL_TIMEOUT", default=10.0)
-# Model requests one client (address) may have open at LM Studio at once; more are a 429.
+# Model requests one client (an address, or an API key) may have open at LM Studio at once; more are a 429.
 MAX_CLIENT_REQUESTS = env.int("MAX_CLIENT_REQUESTS", default=max(1, UPSTREAM_MAX_CONNECTIONS // 4))
 # Seconds a client has to send a request's head and body, and that an idle connection stays open.
 CLIENT_READ_TIMEOUT = env.float("CLIENT_READ_TIMEOUT", default=30.0)
@@ -225,7 +228,9 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"masked_path_keys": {"()": "shimsite.path_keys.MaskedAccessLog"}},
     "loggers": {
+        "django.channels.server": {"filters": ["masked_path_keys"]},  # runserver's access lines
         "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
         "routing": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
         # httpx logs every upstream request at INFO, and Daphne sends INFO to stderr: a line per request,

@@ -109,6 +109,22 @@ def test_a_key_in_the_path_works_on_the_stock_path_too(fake, tmp_path):
         stop(server.proc)
 
 
+def test_runservers_access_lines_mask_a_key_in_the_path_on_the_stock_path(fake, tmp_path):
+    server = start_proxy(tmp_path, fake.url, runserver=True, FAST_PATH="false", DEBUG="true")
+    try:
+        key = make_key(server, "runserver")
+        time.sleep(1.2)
+        assert httpx.get(f"{server.url}/k/{key}/api/tags").status_code == 200
+        assert httpx.post(f"{server.url}/k/{key}/api/chat", json={"model": "coder", "messages": HI,
+                                                                   "stream": False}, timeout=30).status_code == 200
+        time.sleep(1.5)  # the request log's batch
+        log = (tmp_path / "server.log").read_text()
+        assert "GET /k/***/api/tags 200" in log  # the access line is there, its key masked
+        assert_never_written(server, key)
+    finally:
+        stop(server.proc)
+
+
 def test_a_revoked_key_is_refused_within_about_a_second(server):
     key = make_key(server, "dan")
     time.sleep(1.2)

@@ -35,7 +35,8 @@ async def test_ready_asks_lmstudio_for_its_model_list(upstream_mock, routes_file
     healthy_lmstudio(upstream_mock)
     response = await AsyncClient().get("/ready")
     assert response.status_code == 200 and response.json() == {"status": "ready", "backends": {
-        "default": {"url": "http://lmstudio.test", "up": True, "open_requests": 0, "last_error": ""}}}
+        "default": {"url": "http://lmstudio.test", "up": True, "open_requests": 0, "last_error": ""}},
+        "key_limits": "this process"}
     [call] = upstream_mock.calls
     assert call.request.url.path == "/v1/models"
 

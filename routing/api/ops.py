@@ -45,7 +45,8 @@ async def ready(request: HttpRequest):
         body, status = {"status": "ready"}, 200
     if not has_key(request.headers, state.keys.ring()):
         return json_response({"status": body["status"]}, status)
-    return json_response({**body, "backends": dict(pool.status()), **state.observers.status()}, status)
+    return json_response({**body, "backends": dict(pool.status()), **state.observers.status(),
+                          **state.limits.status()}, status)
 
 
 @api_view(["GET"])

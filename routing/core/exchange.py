@@ -64,6 +64,7 @@ class Exchange:
     timing: Timing = field(default_factory=Timing)
     client: str = ""
     key_name: str = ""            # whose API key: a person's key name, "operator" for API_KEY, "" for none
+    grant: Any = field(default=None, repr=False)  # that key's KeyGrant (routing.security.keys), or None
     own_secrets: tuple = field(default=(), repr=False)  # the request's own key: redacted from the log
     user_agent: str = ""
     requested_model: str = ""

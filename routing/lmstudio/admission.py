@@ -4,8 +4,10 @@ Every model request takes a slot before it is sent and gives it back when its ex
 last streamed byte, an error, or the client hanging up). There are UPSTREAM_MAX_CONNECTIONS slots per
 process: when all are taken a request waits up to UPSTREAM_POOL_TIMEOUT seconds, then gets a 503 that
 says the proxy is at its limit (LM Studio is fine: "cannot reach LM Studio" would send people looking
-in the wrong place). One client (address) may hold at most MAX_CLIENT_REQUESTS slots; beyond that its
-requests are a 429 at once, so one busy client cannot take every slot and starve the others.
+in the wrong place). One client may hold at most MAX_CLIENT_REQUESTS slots; beyond that its requests are a 429 at
+once, so one busy client cannot take every slot and starve the others. A client is its address, or for a
+request with an API key that key (`routing.security.clients.share`); a key with its own max-concurrent
+limit is held to that instead.
 
 The connection pools are a few connections larger than the slots (`POOL_RESERVE`), so that model lists
 and `/ready` never queue behind generations.
@@ -17,6 +19,8 @@ import collections
 from typing import Callable
 
 from routing.core.errors import TooManyRequests, UpstreamBusy
+from routing.security.clients import share
+from routing.security.keys import KeyGrant
 
 POOL_RESERVE = 8
 
@@ -38,11 +42,13 @@ class Admission:
         """Every slot is taken."""
         return self._free.locked()
 
-    async def enter(self, client: str) -> Callable[[], None]:
-        """Take a slot for `client`; returns the function that gives it back (idempotent)."""
-        if self.by_client[client] >= self.per_client:
+    async def enter(self, address: str, grant: KeyGrant | None = None) -> Callable[[], None]:
+        """Take a slot for the client at `address` with the key `grant`; returns the function that gives
+        it back (idempotent)."""
+        client, cap = share(address, grant, self.per_client)
+        if cap is not None and self.by_client[client] >= cap:
             raise TooManyRequests(f"too many concurrent requests from {client or 'this client'}: at most "
-                                  f"{self.per_client} may be open at once (MAX_CLIENT_REQUESTS)")
+                                  f"{cap} may be open at once (MAX_CLIENT_REQUESTS)")
         self.by_client[client] += 1
         try:
             await asyncio.wait_for(self._free.acquire(), self.wait)

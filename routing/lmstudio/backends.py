@@ -135,7 +135,7 @@ class BackendPool:
         answers), and counted as busy until the exchange finishes (`exchange.release`). The request
         holds one of the client's upstream slots (`admission`) for as long.
         """
-        leave = await admission.enter(exchange.client)
+        leave = await admission.enter(exchange.client, exchange.grant)
         try:
             return await self._open_first(table, route, exchange, method, path, body, model, leave)
         except BaseException:

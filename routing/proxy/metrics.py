@@ -34,6 +34,9 @@ class Metrics:
                               registry=registry)
         self.upstream_errors = Counter("proxy_upstream_errors", "Requests that failed because of LM Studio.",
                                        ["endpoint", "status"], registry=registry)
+        self.key_limit_local_counts = Counter(
+            "proxy_key_limit_local_counts", "Requests whose API key limits were counted in this process "
+            "because Redis (REDIS_URL) was away.", registry=registry)
         self.open_streams = Gauge("proxy_open_streams", "Streamed answers being relayed right now.",
                                   registry=registry)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
 from routing.config.overrides import apply_route
@@ -23,6 +24,7 @@ from routing.proxy.bodies import read_json_object
 from routing.proxy.relay import record_answer, relay
 from routing.proxy.state import AppState, current
 from routing.security.access import presented_key
+from routing.security.clients import client_address, networks
 from routing.security.keys import KeyGrant
 
 
@@ -89,8 +91,9 @@ def refuse_outside_scope(grant: KeyGrant | None, requested: str):
 def begin_exchange(request: HttpRequest, api: str, path: str) -> Exchange:
     """The record of a request to `path` by a client of the `api` dialect."""
     grant = getattr(request, "api_key", None)  # set by the access middleware
-    return Exchange(api=api, endpoint=path, client=request.META.get("REMOTE_ADDR", ""),
-                    key_name=grant.name if grant else "",
+    client = client_address(request.META.get("REMOTE_ADDR", ""), request.headers.get("x-forwarded-for"),
+                            networks(tuple(settings.TRUSTED_PROXIES)))
+    return Exchange(api=api, endpoint=path, client=client, key_name=grant.name if grant else "", grant=grant,
                     own_secrets=(presented_key(request.headers),) if grant and grant.hash else (),
                     user_agent=request.META.get("HTTP_USER_AGENT", "")[:300])
 
@@ -120,7 +123,7 @@ async def _proxy(state: AppState, request: HttpRequest, endpoint: Endpoint,
     requested = require_model(body)
     grant = getattr(request, "api_key", None)
     refuse_outside_scope(grant, requested)
-    state.limits.admit(grant, exchange)  # after the scope: a refused model uses none of the key's limits
+    await state.limits.admit(grant, exchange)  # after the scope: a refused model uses none of the key's limits
     table = await state.registry.table()
     route = await resolve_route(state.pool, table, requested)
     exchange.requested_model, exchange.upstream_model = requested, route.model

@@ -28,10 +28,11 @@ from routing.lmstudio.catalog import ModelCatalog
 from routing.lmstudio.client import Upstream
 from routing.lmstudio.downloads import RunningJobs
 from routing.lmstudio.instances import InstanceLoader
-from routing.proxy.key_limits import KeyLimits
+from routing.proxy.key_limits import KeyLimits, LocalCounts
 from routing.proxy.keystore import KeyStore
 from routing.proxy.metrics import Metrics
 from routing.proxy.observers import Observers
+from routing.proxy.shared_counts import RedisCounts
 
 log = logging.getLogger(__name__)
 
@@ -46,14 +47,15 @@ class AppState:
     metrics: Metrics
     observers: Observers
     keys: KeyStore  # the API keys in force, a snapshot the head gate consults (routing.proxy.keystore)
-    limits: KeyLimits  # their limits' counts, in this process (routing.proxy.key_limits)
+    limits: KeyLimits  # their limits' counts, in Redis with REDIS_URL (routing.proxy.key_limits)
     # Set when a graceful stop's grace period is over: streams still open end with it, as the dialect's
     # error event, at their next batch (routing.proxy.relay; shimsite/shutdown.py sets it).
     stopping: ProxyError | None = None
 
     async def aclose(self):
-        """Close every backend's connections, and stop the key store's thread."""
+        """Close every backend's connections and Redis's, and stop the key store's thread."""
         self.keys.close()
+        await self.limits.aclose()
         await self.pool.aclose()
 
     def close_observers(self):
@@ -81,7 +83,8 @@ replaces the store of API keys read from the database."""
                        make_upstream, lambda upstream: ModelCatalog(upstream, ttl=settings.MODEL_LIST_TTL),
                        cool_off=settings.BACKEND_COOL_OFF, operator_secrets=(settings.API_KEY,))
     metrics = Metrics()
-    limits = KeyLimits()
+    limits = KeyLimits(RedisCounts(settings.REDIS_URL, counted_locally=metrics.key_limit_local_counts.inc)
+                       if settings.REDIS_URL else LocalCounts())
     state = AppState(
         registry=RouteRegistry(settings.ROUTES_FILE),
         pool=pool,
