@@ -20,12 +20,13 @@ import orjson
 WRK = shutil.which("wrk")
 
 
-def http_request(url: str, path: str, body: dict) -> tuple[tuple[str, int], bytes]:
+def http_request(url: str, path: str, body: dict, headers: dict | None = None) -> tuple[tuple[str, int], bytes]:
     """(address, raw HTTP/1.1 POST) for `body`; `Connection: close` so the answer ends at EOF."""
     parts = urlsplit(url)
     payload = orjson.dumps(body)
+    extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
     head = (f"POST {path} HTTP/1.1\r\nHost: {parts.hostname}:{parts.port}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n{extra}"
             "Connection: close\r\n\r\n").encode()
     return (parts.hostname, parts.port), head + payload
 
@@ -34,9 +35,9 @@ def status_of(data: bytes) -> int:
     return int(data.split(b" ", 2)[1]) if data.startswith(b"HTTP/") else 0
 
 
-def time_to_first_byte(url: str, path: str, body: dict) -> float:
+def time_to_first_byte(url: str, path: str, body: dict, headers: dict | None = None) -> float:
     """Seconds from the first request byte sent to the first response body byte received."""
-    address, raw = http_request(url, path, body)
+    address, raw = http_request(url, path, body, headers)
     with socket.create_connection(address) as sock:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         start = time.perf_counter()

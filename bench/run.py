@@ -25,7 +25,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import probes, report, sizes, streams  # noqa: E402
+from bench import keys, probes, report, sizes, streams  # noqa: E402
 from bench.servers import ALIAS, Processes, client_on_fake_core, memory_mb, start_processes  # noqa: E402
 
 UPSTREAM_PATH = "/v1/chat/completions"
@@ -156,6 +156,8 @@ def run(plan: Plan) -> dict:
         raw: dict = {}
         with client_on_fake_core():
             endpoints = {path: measure_endpoint(procs, path, plan, raw) for path in ENDPOINTS}
+            keyed = keys.measure_keyed(procs, "/v1/chat/completions", client_body("/v1/chat/completions", True),
+                                       plan.ttfb_rounds, plan.ttfb_block)
             memory = measure_memory(procs, plan)  # before the size sweep, whose 8 MB bodies raise the peak RSS
             by_size = sizes.measure_sizes(procs, ENDPOINTS, {s: sizes.SIZES[s] for s in plan.sizes},
                                           plan.size_samples)
@@ -164,7 +166,8 @@ def run(plan: Plan) -> dict:
         pinning = {"fake": procs.fake_pinned} | {f"proxy ({p.label})": p.pinned for p in procs.proxies.values()}
     finally:
         procs.close()
-    return {"endpoints": endpoints, "memory": memory, "sizes": by_size, "streams": many, "raw": raw,
+    return {"endpoints": endpoints, "keyed": keyed, "memory": memory, "sizes": by_size, "streams": many,
+            "raw": raw,
             "meta": {"plan": asdict(plan), "pinning": pinning, "wrk": probes.WRK, "cpus": os.cpu_count(),
                      "open_files": open_files,
                      "load_average_at_end": os.getloadavg(), "python": platform.python_version(),
@@ -173,6 +176,7 @@ def run(plan: Plan) -> dict:
 
 def build_rows(results: dict) -> list[report.Row]:
     rows = [row for path, r in results["endpoints"].items() for row in report.endpoint_rows(path, r)]
+    rows += report.keyed_rows(results["keyed"])
     rows += report.memory_rows(results["memory"]) + report.size_rows(results["sizes"])
     return rows + report.stream_rows(results["streams"])
 
@@ -191,7 +195,7 @@ def main(argv=None) -> int:
     print(f"pinning: {meta['pinning']}; wrk: {meta['wrk'] or 'missing (wrk rows skipped)'}; "
           f"load average at end: {', '.join(f'{x:.2f}' for x in meta['load_average_at_end'])}")
     print("direct = the fake LM Studio without the proxy (for 'logging cost': the proxy with the log off; "
-          "for RSS: before the run; for /api/version: the proxy idle); proxy = request log on")
+          "for RSS: before the run; for /api/version: the proxy idle; for keyed: no key); proxy = request log on")
     settings = " ".join(f"{k}={v}" for k, v in results["streams"]["settings"].items())
     print(f"streams: a proxy of their own started with {settings}; /api/version probed every "
           f"{plan.streams.probe_interval * 1000:g} ms on a connection of its own\n")
