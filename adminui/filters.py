@@ -1,14 +1,18 @@
-"""The history list's filters and keyset pagination: one form, applied to a queryset or to a live row."""
+"""The history pages' filters: the list's (applied to a queryset or to a live row) with its keyset
+pagination, and the usage page's."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 
 from django import forms
 from django.db.models import Q, QuerySet
 
+from .usage import day_range
+
 PAGE_SIZE = 50
 LAST = {"15m": timedelta(minutes=15), "1h": timedelta(hours=1), "24h": timedelta(days=1),
         "7d": timedelta(days=7)}
+USAGE_DAYS = 30
 
 
 class HistoryFilter(forms.Form):
@@ -69,6 +73,39 @@ class HistoryFilter(forms.Form):
                 and (not data["key"] or row.get("key_name") == data["key"])
                 and (not data["api"] or row["api"] == data["api"])
                 and (not data["status"] or (row["status"] >= 400) == (data["status"] == "error")))
+
+
+class UsageFilter(forms.Form):
+    """The usage page's filters: UTC days from `start` to `end`, both included (by default the last
+    `USAGE_DAYS`, today included), an API key's name and an alias."""
+
+    start = forms.DateField(required=False, label="from", widget=forms.DateInput(attrs={"type": "date"}))
+    end = forms.DateField(required=False, label="to", widget=forms.DateInput(attrs={"type": "date"}))
+    key = forms.CharField(required=False, max_length=100)
+    alias = forms.CharField(required=False, max_length=200)
+
+    def __init__(self, *args, today: date | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.today = today or datetime.now(timezone.utc).date()
+
+    def clean(self):
+        data = super().clean()
+        if "start" in data and "end" in data:   # both valid dates or empty
+            data["end"] = data["end"] or self.today
+            data["start"] = data["start"] or data["end"] - timedelta(days=USAGE_DAYS - 1)
+            if data["start"] > data["end"]:
+                raise forms.ValidationError("'from' is after 'to'")
+        return data
+
+    def apply(self, qs: QuerySet) -> QuerySet:
+        data = self.cleaned_data
+        since, until = day_range(data["start"], data["end"])
+        qs = qs.filter(started_at__gte=since, started_at__lt=until)
+        if data["key"]:
+            qs = qs.filter(key_name=data["key"])
+        if data["alias"]:
+            qs = qs.filter(alias=data["alias"])
+        return qs
 
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)

@@ -55,6 +55,10 @@ class RequestLog(models.Model):
             models.Index(fields=["upstream_model", "started_at"], name="requestlog_model"),
             models.Index(fields=["status", "started_at"], name="requestlog_status"),
             models.Index(fields=["key_name", "started_at"], name="requestlog_key"),
+            # Covers the usage page's two queries (adminui/usage.py): they never read the rows and their
+            # bodies. At 100,000 rows on SQLite, 1.6 times faster with small bodies, 3.5 with 6 KB ones.
+            models.Index(fields=["started_at", "key_name", "alias", "status", "prompt_tokens",
+                                 "completion_tokens", "ttft_ms", "tokens_per_second"], name="requestlog_usage"),
         ]
         constraints = [
             models.CheckConstraint(condition=models.Q(api__in=["ollama", "openai", "responses", "anthropic"]), name="requestlog_api"),

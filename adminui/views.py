@@ -1,20 +1,23 @@
-"""The request-history pages: list (filters, keyset pages, live rows), detail, overview. They show every
-prompt, so they need what the admin's request-log pages need: a staff login (through the admin's login
-page) and the `adminui.view_requestlog` permission (a staff user without it gets a 403)."""
+"""The request-history pages: list (filters, keyset pages, live rows), detail, overview, usage. They show
+every prompt, so they need what the admin's request-log pages need: a staff login (through the admin's
+login page) and the `adminui.view_requestlog` permission (a staff user without it gets a 403)."""
 from __future__ import annotations
 
 from itertools import islice
+from urllib.parse import urlencode
 
 from asgiref.sync import sync_to_async
 from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import permission_required
 from django.db import connection
 from django.db.models import Q
-from django.http import HttpRequest, HttpResponseBadRequest, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, render
 
-from . import compare, conversation, export, overview
-from .filters import HistoryFilter, page
+from routing.models import ApiKey
+
+from . import compare, conversation, export, overview, usage
+from .filters import HistoryFilter, UsageFilter, page
 from .models import RequestLog
 
 BODY_FIELDS = ("request_body", "upstream_body", "response_text", "thinking", "tool_calls")
@@ -128,3 +131,42 @@ def overview_page(request: HttpRequest):
         "total": sum(s.requests for s in stats), "errors": sum(s.errors for s in stats),
         "chart": overview.request_chart(buckets, "%H:%M"),
     })
+
+
+@history_reader
+def usage_page(request: HttpRequest):
+    """Usage per UTC day and per key × alias (see `usage`); `?format=csv` downloads the same rows."""
+    form, fmt = UsageFilter(request.GET), request.GET.get("format", "html")
+    if fmt not in ("html", "csv") or (fmt == "csv" and not form.is_valid()):
+        return HttpResponseBadRequest("format must be csv, with the usage page's filters (start, end, key, alias)")
+    if fmt == "csv":
+        return _usage_csv(form)
+    context = {"nav": "usage", "form": form, "aliases": _distinct("alias"),
+               "keys": sorted({*_distinct("key_name"), *ApiKey.objects.values_list("name", flat=True),
+                               form.data.get("key", "")} - {""})}
+    if form.is_valid():
+        context.update(_usage_tables(form))
+    return render(request, "adminui/usage.html", context, status=200 if form.is_valid() else 400)
+
+
+def _usage_tables(form: UsageFilter) -> dict:
+    """The page's tables and chart; each row with the history list's query for its requests."""
+    data = form.cleaned_data
+    start, end = data["start"], data["end"]
+    found = usage.report(form.apply(RequestLog.objects.all()))
+
+    def linked(rows: list[usage.Usage]) -> list[tuple[usage.Usage, str]]:
+        return [(row, urlencode(usage.history_query(row, start, end))) for row in rows]
+
+    filters = {name: data[name] for name in ("start", "end", "key", "alias") if data[name]}
+    return {"report": found, "start": start, "end": end, "csv_query": urlencode({**filters, "format": "csv"}),
+            "rows": linked(found.rows), "per_key": linked(found.per_key),
+            "chart": usage.chart(found.rows, [u.key_name for u in found.per_key], start, end)}
+
+
+def _usage_csv(form: UsageFilter) -> HttpResponse:
+    data = form.cleaned_data
+    rows = usage.report(form.apply(RequestLog.objects.all())).rows
+    response = HttpResponse("".join(usage.csv_lines(rows)), content_type="text/csv")
+    response["Content-Disposition"] = f'attachment; filename="usage-{data["start"]}-{data["end"]}.csv"'
+    return response

@@ -1,8 +1,8 @@
 """Benchmark: how long the history pages take to render with 100k logged requests.
 
-Seeds a temporary SQLite database (WAL, as in production) with N rows spread over the last 30 days,
-then times each page through Django's test client (the full view + template + middleware stack,
-without the network) and prints the median of several requests.
+Seeds a temporary SQLite database (WAL, as in production) with N rows spread over the last 30 days
+(several aliases and API keys), then times each page through Django's test client (the full view +
+template + middleware stack, without the network) and prints the median of several requests.
 
     python bench/history_page.py [--rows 100000] [--repeat 15]
 """
@@ -21,6 +21,8 @@ sys.path.insert(0, str(ROOT))
 
 ALIASES = [("coder", "qwen2.5-7b-instruct"), ("tiny", "llama-3.2-1b-instruct"), ("thinker", "qwen3-4b-thinking"),
            ("", "mistral-7b-instruct-v0.3"), ("vision", "qwen2-vl-2b-instruct")]
+# Whose key sent it: two people, the operator's API_KEY, and none (an open proxy).
+KEYS, KEY_WEIGHTS = ["ann", "bob", "operator", ""], [40, 30, 20, 10]
 
 
 def setup_django(db: Path):
@@ -49,7 +51,8 @@ def seed(n: int):
         batch.append(RequestLog(
             request_id=f"{i:032x}", started_at=now - timedelta(seconds=i * 26 + rng.random()),
             api=rng.choice(["ollama", "openai"]), endpoint=rng.choice(["/api/chat", "/v1/chat/completions"]),
-            client="127.0.0.1", user_agent="bench", requested_model=alias or model, alias=alias,
+            client="127.0.0.1", user_agent="bench", key_name=rng.choices(KEYS, KEY_WEIGHTS)[0],
+            requested_model=alias or model, alias=alias,
             upstream_model=model, stream=rng.random() < 0.7, status=status,
             outcome="ok" if status < 400 else ("client disconnected" if status == 499 else "error"),
             duration_ms=rng.uniform(200, 9000), ttft_ms=rng.uniform(50, 900), prompt_tokens=rng.randint(20, 4000),
@@ -101,6 +104,10 @@ def main():
             "history, last 24h + model": "/history/?last=24h&model=qwen2.5-7b-instruct",
             "history, search in bodies (scan)": "/history/?q=no-such-text-anywhere",
             "overview, last 24h": "/history/overview/?window=24h",
+            "usage, last 30 days (every row)": "/history/usage/",
+            "usage, last 30 days as CSV": "/history/usage/?format=csv",
+            "usage, one key": "/history/usage/?key=ann",
+            "usage, one key and alias": "/history/usage/?key=bob&alias=coder",
         }
         for name, url in pages.items():
             print(f"{name:40s} {median_ms(client, url, args.repeat):8.1f} ms (median of {args.repeat})")
