@@ -26,7 +26,7 @@ from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils.timezone import localtime
 
-NO_KEY, PASS_THROUGH = "(no key)", "(pass-through)"
+NO_KEY, PASS_THROUGH = "(no key)", "(no alias)"
 CSV_FIELDS = ("day", "key", "alias", "requests", "errors", "prompt_tokens", "completion_tokens",
               "ttft_median_ms", "ttft_p95_ms", "tokens_per_second_median")
 KEY_COLOURS = 8  # the chart's key-0 … key-7 classes in history.css, used in turn

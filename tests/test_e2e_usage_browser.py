@@ -82,7 +82,7 @@ def test_the_usage_page_shows_each_key_and_alias_and_narrows_to_a_key(server, tr
     assert [row_cell(page, day, *group) for group in (("ann", "coder"), ("ann", "tiny"), ("bob", "tiny"),
                                                       ("bob", ""))] == ["3", "1", "2", "1"]
     assert row_cell(page, day, "bob", "", "errors") == "1" and row_cell(page, day, "bob", "tiny", "errors") == "0"
-    assert "(pass-through)" in page.locator("#usage-rows tr[data-key='bob'][data-alias='']").inner_text()
+    assert "(no alias)" in page.locator("#usage-rows tr[data-key='bob'][data-alias='']").inner_text()
     assert page.locator("#usage-keys tr[data-key='ann'] td.requests").inner_text() == "4"
     assert page.locator("#usage-keys tfoot td.requests").inner_text() == "7"
     # The chart: one bar segment a key today, each with its figures as a tooltip.

@@ -99,7 +99,7 @@ def test_rows_are_per_day_key_and_alias_newest_day_first_with_totals_per_key(adm
     response = admin_client.get("/history/usage/", {"start": "2026-11-20", "end": "2026-11-21"})
     report = response.context["report"]
     assert [(r.day.day, r.key_label, r.alias_label, r.requests) for r in report.rows] == [
-        (21, "(no key)", "(pass-through)", 1), (21, "ann", "coder", 2), (21, "ann", "tiny", 1),
+        (21, "(no key)", "(no alias)", 1), (21, "ann", "coder", 2), (21, "ann", "tiny", 1),
         (21, "bob", "coder", 1), (21, "operator", "coder", 1), (20, "ann", "coder", 1)]
     assert [(u.key_label, u.requests, u.prompt_tokens, u.completion_tokens) for u in report.per_key] == [
         ("ann", 4, 40, 65), ("(no key)", 1, 10, 5), ("bob", 1, 1000, 5), ("operator", 1, 10, 5)]
@@ -184,7 +184,7 @@ def test_the_page_shows_the_rows_the_chart_and_links_to_the_history_of_each_row(
          log(key_name="bob", started_at=NOON - timedelta(days=1)))
     html = admin_client.get("/history/usage/", {"start": "2026-11-20", "end": "2026-11-21"}).content.decode()
     assert 'data-day="2026-11-21" data-key="ann" data-alias="coder"' in html
-    assert "(no key)" in html and "(pass-through)" in html and "200 ms" in html  # the median of 100 and 300
+    assert "(no key)" in html and "(no alias)" in html and "200 ms" in html  # the median of 100 and 300
     assert '<svg class="chart" id="usage-chart"' in html
     assert "<title>2026-11-21 · ann: 30 tokens, 2 requests</title>" in html
     link = "/history/?since=2026-11-21T00%3A00&amp;until=2026-11-22T00%3A00&amp;key=ann&amp;alias=coder"
