@@ -50,16 +50,23 @@ def last_row(server, endpoint: str) -> dict:
     return find_log(server, row["request_id"])
 
 
-def claude(server, home: Path, prompt: str) -> subprocess.CompletedProcess:
+def claude(server, home: Path, prompt: str, key: str = "dummy",
+           key_variable: str = "ANTHROPIC_AUTH_TOKEN") -> subprocess.CompletedProcess:
+    """`key_variable`: ANTHROPIC_AUTH_TOKEN sends the key as a bearer token, ANTHROPIC_API_KEY as `x-api-key`."""
     return run([agent("claude"), "-p", prompt, "--model", "coder"], home,
-               ANTHROPIC_BASE_URL=server.url, ANTHROPIC_AUTH_TOKEN="dummy", DISABLE_TELEMETRY="1",
+               ANTHROPIC_BASE_URL=server.url, **{key_variable: key}, DISABLE_TELEMETRY="1",
                DISABLE_AUTOUPDATER="1", DISABLE_ERROR_REPORTING="1", CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1")
 
 
-def codex(server, home: Path, prompt: str) -> subprocess.CompletedProcess:
-    provider = f'model_providers.local={{name="local", base_url="{server.url}/v1", wire_api="responses"}}'
+def codex(server, home: Path, prompt: str, key: str | None = None,
+          model: str = "coder") -> subprocess.CompletedProcess:
+    """With a `key`, the provider reads it from an environment variable (`env_key`) and sends it as a bearer
+    token, and Codex does not retry, so that a refused key fails at once instead of after five reconnects."""
+    keyed = ', env_key="PROXY_API_KEY", request_max_retries=0, stream_max_retries=0' if key else ""
+    provider = f'model_providers.local={{name="local", base_url="{server.url}/v1", wire_api="responses"{keyed}}}'
+    env = {"PROXY_API_KEY": key} if key else {}
     return run([agent("codex"), "exec", "--skip-git-repo-check", "-c", "model_provider=local", "-c", provider,
-                *OFFLINE_CODEX, "-m", "coder", prompt], home, CODEX_HOME=str(home))
+                *OFFLINE_CODEX, "-m", model, prompt], home, CODEX_HOME=str(home), **env)
 
 
 def assert_a_tool_loop(fake, result):

@@ -120,13 +120,13 @@ async def _proxy(state: AppState, request: HttpRequest, endpoint: Endpoint,
                  exchange: Exchange) -> HttpResponse:
     body = parse_body(request)
     exchange.request_body = body
-    requested = require_model(body)
+    requested = exchange.requested_model = require_model(body)  # recorded, even when refused below
     grant = getattr(request, "api_key", None)
     refuse_outside_scope(grant, requested)
     await state.limits.admit(grant, exchange)  # after the scope: a refused model uses none of the key's limits
     table = await state.registry.table()
     route = await resolve_route(state.pool, table, requested)
-    exchange.requested_model, exchange.upstream_model = requested, route.model
+    exchange.upstream_model = route.model
     exchange.alias = route.alias.name if route.alias else ""
 
     stream = strict_bool(body, "stream", endpoint.dialect.stream_by_default) and endpoint.answer is None
