@@ -30,6 +30,7 @@ from routing.core.errors import ClientTooSlow, PayloadTooLarge
 from routing.core.paths import KEY_PATH_PREFIX, split_path_key
 from routing.proxy import state
 from routing.security.access import head_refusal, refusal_response
+from routing.security.clients import client_of
 
 log = logging.getLogger("routing.server")
 LINGER_SECONDS = 2.0  # how long a refused upload is still read (and dropped) so the client sees the answer
@@ -139,6 +140,7 @@ class GatedRequest(http_protocol.WebRequest):
         Written directly: Twisted's Request cannot answer a request it has not finished receiving."""
         self._refused = True
         self._stop_deadline()
+        self._note(path, problem)
         self.requestHeaders.removeHeader(b"Expect")  # no "100 Continue" after the answer
         response = refusal_response(path, problem)
         head = [f"HTTP/1.1 {response.status_code} {response.reason_phrase}".encode()]
@@ -154,6 +156,16 @@ class GatedRequest(http_protocol.WebRequest):
         # connection and the client could lose the answer), then cut it.
         transport.loseWriteConnection()
         self._clock.callLater(LINGER_SECONDS, transport.abortConnection)
+
+    def _note(self, path: str, problem):
+        """Count the refusal (routing.proxy.refusals), with the client as the API would see it."""
+        channel = self.channel
+        transport = getattr(channel, "transport", None)
+        peer = transport.getPeer() if transport is not None else None
+        forwarded = b", ".join(self.requestHeaders.getRawHeaders(b"x-forwarded-for") or [])
+        client = client_of(getattr(peer, "host", ""), {"x-forwarded-for": forwarded.decode("latin-1")})
+        method = (getattr(channel, "_command", None) or b"").decode("latin-1")
+        state.current().refusals.note(problem, method, path, client)
 
     def _stop_deadline(self):
         if self._deadline is not None and self._deadline.active():

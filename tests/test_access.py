@@ -160,3 +160,31 @@ def test_the_official_clients_work_with_the_key_under_daphne(fake, tmp_path):
     finally:
         stop(server.proc)
 
+
+
+# --- refusals counted and said (routing.proxy.refusals) ---------------------------------------------
+
+
+def test_missing_keys_are_said_once_then_once_a_minute_with_the_count_and_every_refusal_is_counted(caplog):
+    from prometheus_client import CollectorRegistry, Counter
+
+    from routing.core.errors import BadRequest, Unauthorized
+    from routing.proxy.refusals import Refusals
+
+    counter = Counter("refused", "", ["status"], registry=CollectorRegistry())
+    now = [0.0]
+    refusals = Refusals(counter, clock=lambda: now[0])
+    caplog.set_level("WARNING", logger="routing.proxy.refusals")
+    no_key = Unauthorized("missing or invalid API key")
+    refusals.note(no_key, "POST", "/v1/messages", "10.0.0.9")
+    for second in range(1, 40):  # a client retrying a wrong key: no line per attempt
+        now[0] = second
+        refusals.note(no_key, "POST", "/v1/messages", "10.0.0.9")
+    refusals.note(BadRequest("host not allowed"), "GET", "/api/tags", "10.0.0.8")
+    now[0] = 61
+    refusals.note(no_key, "GET", "/api/tags", "10.0.0.7")
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == ["refused 1 request(s) without a valid API key; the latest: POST /v1/messages from 10.0.0.9",
+                     "refused 40 request(s) without a valid API key in the last 61 s; the latest: GET /api/tags "
+                     "from 10.0.0.7"]
+    assert counter.labels("401")._value.get() == 41 and counter.labels("400")._value.get() == 1

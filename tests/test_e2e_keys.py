@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from tests.conftest import PY, ROOT, db_path, db_query, start_proxy, stop
+from tests.test_ops import sample
 
 pytestmark = pytest.mark.e2e
 HI = [{"role": "user", "content": "hi"}]
@@ -165,3 +166,19 @@ def test_limits_refuse_with_429_and_retry_after_and_never_cut_a_stream(server, f
                          json={"model": "coder", "messages": HI, "stream": False})
     assert refused.status_code == 429 and "requests per minute 3" in refused.json()["error"]
     assert 1 <= int(refused.headers["retry-after"]) <= 60
+
+
+def test_requests_with_a_wrong_key_are_counted_and_said_in_the_log_without_the_key(server):
+    wrong = "lmp_" + "w" * 43
+    for _ in range(3):
+        refused = httpx.post(f"{server.url}/v1/messages", headers={"x-api-key": wrong},
+                             json={"model": "coder", "max_tokens": 5, "messages": HI})
+        assert refused.status_code == 401 and refused.json()["error"]["type"] == "authentication_error"
+    assert httpx.get(f"{server.url}/k/{wrong}/api/tags").status_code == 401
+    metrics = httpx.get(f"{server.url}/metrics", headers={"Authorization": "Bearer operator-secret-0123456789"})
+    assert sample(metrics.text, "proxy_refused_total", status="401") == 4
+    log = (server.routes.parent / "server.log").read_text()
+    # one line (Daphne's root handler prints the proxy's lines a second time, with its own format)
+    said = {line[line.index("refused"):] for line in log.splitlines() if "without a valid API key" in line}
+    assert said == {"refused 1 request(s) without a valid API key; the latest: POST /v1/messages from 127.0.0.1"}
+    assert wrong not in log

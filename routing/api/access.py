@@ -9,9 +9,10 @@ from __future__ import annotations
 from asgiref.sync import markcoroutinefunction
 from django.http import HttpRequest, HttpResponse
 
-from routing.core.errors import Forbidden
+from routing.core.errors import Forbidden, ProxyError
 from routing.proxy.state import current
 from routing.security.access import head_refusal, key_grant, refusal_response
+from routing.security.clients import client_of
 
 # What changes the models everyone uses (aliases made, copied over or deleted; downloads): not for a key
 # scoped to some models, which could otherwise point a name in its scope at any model.
@@ -33,13 +34,19 @@ class ApiAccessMiddleware:
         # Django's host as it would check it (X-Forwarded-Host only when USE_X_FORWARDED_HOST)
         problem = head_refusal(request.method, request.path, request.headers, request._get_raw_host(), ring)
         if problem is not None:
-            return refusal_response(request.path, problem)
+            return refused(request, problem)
         request.api_key = grant = key_grant(request.headers, ring)
         if grant is not None and grant.scope and (request.path in MANAGING_PATHS
                                                   or request.path.startswith("/api/blobs/")):
-            return refusal_response(request.path, Forbidden(
+            return refused(request, Forbidden(
                 f"the API key {grant.name!r} is limited to some models: it may not create, copy, delete "
                 f"or pull models"))
         if grant is not None and grant.hash:  # a person's key, not the operator's
             current().keys.used(grant.name)
         return await self.get_response(request)
+
+
+def refused(request: HttpRequest, problem: ProxyError) -> HttpResponse:
+    current().refusals.note(problem, request.method, request.path, client_of(request.META.get("REMOTE_ADDR", ""),
+                                                                              request.headers))
+    return refusal_response(request.path, problem)

@@ -34,6 +34,9 @@ class Metrics:
                               registry=registry)
         self.upstream_errors = Counter("proxy_upstream_errors", "Requests that failed because of LM Studio.",
                                        ["endpoint", "status"], registry=registry)
+        self.refused = Counter("proxy_refused", "Requests refused before a view: host or origin not allowed "
+                               "(400, 403), no valid API key (401), too large (413), too slow (408).", ["status"],
+                               registry=registry)
         self.key_limit_local_counts = Counter(
             "proxy_key_limit_local_counts", "Requests whose API key limits were counted in this process "
             "because Redis (REDIS_URL) was away.", registry=registry)

@@ -8,7 +8,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from django.conf import settings
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
 from routing.config.overrides import apply_route
@@ -24,7 +23,7 @@ from routing.proxy.bodies import read_json_object
 from routing.proxy.relay import record_answer, relay
 from routing.proxy.state import AppState, current
 from routing.security.access import presented_key
-from routing.security.clients import client_address, networks
+from routing.security.clients import client_of
 from routing.security.keys import KeyGrant
 
 
@@ -91,9 +90,8 @@ def refuse_outside_scope(grant: KeyGrant | None, requested: str):
 def begin_exchange(request: HttpRequest, api: str, path: str) -> Exchange:
     """The record of a request to `path` by a client of the `api` dialect."""
     grant = getattr(request, "api_key", None)  # set by the access middleware
-    client = client_address(request.META.get("REMOTE_ADDR", ""), request.headers.get("x-forwarded-for"),
-                            networks(tuple(settings.TRUSTED_PROXIES)))
-    return Exchange(api=api, endpoint=path, client=client, key_name=grant.name if grant else "", grant=grant,
+    return Exchange(api=api, endpoint=path, client=client_of(request.META.get("REMOTE_ADDR", ""), request.headers),
+                    key_name=grant.name if grant else "", grant=grant,
                     own_secrets=(presented_key(request.headers),) if grant and grant.hash else (),
                     user_agent=request.META.get("HTTP_USER_AGENT", "")[:300])
 

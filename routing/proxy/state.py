@@ -32,6 +32,7 @@ from routing.proxy.key_limits import KeyLimits, LocalCounts
 from routing.proxy.keystore import KeyStore
 from routing.proxy.metrics import Metrics
 from routing.proxy.observers import Observers
+from routing.proxy.refusals import Refusals
 from routing.proxy.shared_counts import RedisCounts
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ class AppState:
     observers: Observers
     keys: KeyStore  # the API keys in force, a snapshot the head gate consults (routing.proxy.keystore)
     limits: KeyLimits  # their limits' counts, in Redis with REDIS_URL (routing.proxy.key_limits)
+    refusals: Refusals  # requests refused before a view, counted and (a missing key) said in the log
     # Set when a graceful stop's grace period is over: streams still open end with it, as the dialect's
     # error event, at their next batch (routing.proxy.relay; shimsite/shutdown.py sets it).
     stopping: ProxyError | None = None
@@ -96,6 +98,7 @@ replaces the store of API keys read from the database."""
         observers=Observers([metrics.observe, limits.observe]),
         keys=keys or KeyStore(),
         limits=limits,
+        refusals=Refusals(metrics.refused),
     )
     for dotted in settings.EXCHANGE_OBSERVERS if observers is None else observers:
         state.observers.add(import_string(dotted)(state))

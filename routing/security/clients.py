@@ -15,6 +15,9 @@ from __future__ import annotations
 
 from functools import cache
 from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
+from typing import Mapping
+
+from django.conf import settings
 
 from routing.security.keys import KeyGrant
 
@@ -51,6 +54,12 @@ def client_address(remote: str, forwarded_for: str | None, proxies: tuple[Networ
         if not trusted(hop, proxies):
             return hop
     return client
+
+
+def client_of(remote: str, headers: Mapping[str, str]) -> str:
+    """The client's address for a request from `remote` with these headers (lower-case names), by the
+    `TRUSTED_PROXIES` setting."""
+    return client_address(remote, headers.get("x-forwarded-for"), networks(tuple(settings.TRUSTED_PROXIES)))
 
 
 def share(address: str, grant: KeyGrant | None, per_client: int) -> tuple[str, int | None]:
