@@ -14,6 +14,7 @@ ports are the reactor's readers that are `tcp.Port`s.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 import time
@@ -83,7 +84,9 @@ class GracefulStop:
     def finish(self):
         log.warning("stopping: %d requests were still in flight; closing the connections to LM Studio",
                     self.in_flight.count)
-        closed = defer.ensureDeferred(self.state.aclose())
+        # On asyncio's loop (Daphne runs Twisted on it): the clients' close awaits asyncio futures, which a
+        # coroutine driven by Twisted (ensureDeferred) cannot.
+        closed = defer.Deferred.fromFuture(asyncio.ensure_future(self.state.aclose()))
         closed.addErrback(lambda failure: log.error("closing LM Studio's connections failed: %s", failure.value))
         closed.addBoth(lambda _: stop_reactor())
 

@@ -7,6 +7,7 @@ loopback ports, started once per session.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import glob
 import os
 import shutil
@@ -464,3 +465,30 @@ def redis_url():
     server.start()
     yield server.url
     server.stop()
+
+
+@contextlib.contextmanager
+def two_instances(tmp_path_factory, lmstudio_url: str, database_url: str, redis_url: str):
+    """Two proxy processes on one database and one Redis (several instances chosen by settings alone)."""
+    env = {"DATABASE_URL": database_url, "REDIS_URL": redis_url}
+    first = start_proxy(tmp_path_factory.mktemp("one"), lmstudio_url, **env)
+    try:
+        second = start_proxy(tmp_path_factory.mktemp("two"), lmstudio_url, **env)
+    except BaseException:
+        stop(first.proc)
+        raise
+    try:
+        yield first, second
+    finally:
+        stop(first.proc)
+        stop(second.proc)
+
+
+def wait_for_key(server, key: str, timeout: float = 5.0):
+    """The running server reads the keys again about once a second: wait until it requires a key (before
+    the first, the API is open to any) and serves this one."""
+    deadline = time.monotonic() + timeout
+    while (httpx.get(f"{server.url}/api/tags").status_code != 401
+           or httpx.get(f"{server.url}/api/tags", headers={"Authorization": f"Bearer {key}"}).status_code != 200):
+        assert time.monotonic() < deadline, "the server never saw the new key"
+        time.sleep(0.05)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import threading
-import time
 
 import pytest
 
@@ -13,7 +12,7 @@ from routing.core.errors import TooManyRequests
 from routing.lmstudio.admission import Admission
 from routing.security.clients import client_address, networks, share
 from routing.security.keys import OPERATOR_GRANT, KeyGrant
-from tests.conftest import PY, ROOT, db_query, start_proxy, stop
+from tests.conftest import PY, ROOT, db_query, start_proxy, stop, wait_for_key
 from tests.test_fairness import CHAT, client_from
 
 PROXIES = networks(("10.0.0.0/8", "127.0.0.1", "::1"))
@@ -129,7 +128,8 @@ def test_keyed_requests_count_against_their_key_not_their_address(fake, tmp_path
     ann, bob = (subprocess.run([PY, "manage.py", "keys", "create", name], cwd=ROOT, env=server.env, check=True,
                                capture_output=True, text=True).stdout.strip().splitlines()[-1]
                 for name in ("ann", "bob"))
-    time.sleep(1.2)  # the running server reads the keys again within about a second
+    for key in (ann, bob):
+        wait_for_key(server, key)
     threads, statuses = [], []
     try:
         threads.append(holding(server.url, "127.0.0.7", {"Authorization": f"Bearer {ann}"}, statuses))

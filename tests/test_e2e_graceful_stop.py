@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.api_endpoints import DIALECT_CHATS, STREAM_ENDS
-from tests.conftest import db_query, start_proxy
+from tests.conftest import PY, ROOT, db_query, start_proxy, wait_for_key
 
 pytestmark = pytest.mark.e2e
 
@@ -71,6 +71,23 @@ def test_a_stop_lets_fifty_streams_finish_and_each_has_its_row(fake, tmp_path, s
     assert len(rows) == 50 and {row["status"] for row in rows} == {200}
     log = (tmp_path / "server.log").read_text()
     assert "stopping; no new connections, 50 requests in flight" in log
+    assert "failed" not in log and "Unclosed" not in log  # every client closed cleanly
+
+
+def test_a_stop_closes_the_redis_client_of_the_key_limits_cleanly(fake, tmp_path, redis_url):
+    server = start_proxy(tmp_path, fake.url, REDIS_URL=redis_url)
+    made = subprocess.run([PY, "manage.py", "keys", "create", "limited", "--requests-per-minute", "100"], cwd=ROOT,
+                          env=server.env, check=True, capture_output=True, text=True)
+    key = made.stdout.strip().splitlines()[-1]
+    wait_for_key(server, key)
+    answer = httpx.post(f"{server.url}/api/chat", headers={"Authorization": f"Bearer {key}"}, timeout=30,
+                        json={"model": "coder", "messages": [], "stream": False})
+    assert answer.status_code == 200  # counted in Redis: its client is open
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.proc.wait(30) == 0
+    log = (tmp_path / "server.log").read_text()
+    assert "closing the connections to LM Studio" in log
+    assert "failed" not in log and "Unclosed" not in log and "Traceback" not in log, log[-2000:]
 
 
 def test_streams_longer_than_the_grace_end_with_the_dialects_error_event(fake, tmp_path):

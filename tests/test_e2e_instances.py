@@ -8,19 +8,15 @@ import uuid
 import httpx
 import pytest
 
-from tests.conftest import admin_login, make_superuser, start_proxy, stop
+from tests.conftest import admin_login, make_superuser, two_instances
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
 def instances(fake_lmstudio, postgres_url, redis_url, tmp_path_factory):
-    env = {"DATABASE_URL": postgres_url, "REDIS_URL": redis_url}
-    first = start_proxy(tmp_path_factory.mktemp("one"), fake_lmstudio.url, **env)
-    second = start_proxy(tmp_path_factory.mktemp("two"), fake_lmstudio.url, **env)
-    yield first, second
-    stop(first.proc)
-    stop(second.proc)
+    with two_instances(tmp_path_factory, fake_lmstudio.url, postgres_url, redis_url) as both:
+        yield both
 
 
 def test_an_alias_stored_through_one_instance_is_served_by_the_other(instances, fake):

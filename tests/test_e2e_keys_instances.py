@@ -11,7 +11,7 @@ import httpx
 import psycopg
 import pytest
 
-from tests.conftest import PY, ROOT, start_proxy, stop
+from tests.conftest import PY, ROOT, two_instances, wait_for_key
 
 pytestmark = pytest.mark.e2e
 CHAT = {"model": "coder", "messages": [{"role": "user", "content": "hi"}], "stream": False}
@@ -28,12 +28,8 @@ def database(postgres_url):
 
 @pytest.fixture(scope="module")
 def instances(fake_lmstudio, database, redis_url, tmp_path_factory):
-    env = {"DATABASE_URL": database, "REDIS_URL": redis_url}
-    first = start_proxy(tmp_path_factory.mktemp("one"), fake_lmstudio.url, **env)
-    second = start_proxy(tmp_path_factory.mktemp("two"), fake_lmstudio.url, **env)
-    yield first, second
-    stop(first.proc)
-    stop(second.proc)
+    with two_instances(tmp_path_factory, fake_lmstudio.url, database, redis_url) as both:
+        yield both
 
 
 def keys(server, *args: str) -> str:
@@ -47,14 +43,6 @@ def make_key(server, *options: str) -> tuple[str, dict]:
     return name, {"Authorization": f"Bearer {key}"}
 
 
-def served_by(server, headers: dict, timeout: float = 5.0):
-    """Wait (bounded) until `server` has read the new key."""
-    deadline = time.monotonic() + timeout
-    while httpx.get(f"{server.url}/api/tags", headers=headers).status_code == 401:
-        assert time.monotonic() < deadline, "the instance never saw the new key"
-        time.sleep(0.05)
-
-
 def chat(server, headers: dict) -> httpx.Response:
     return httpx.post(f"{server.url}/api/chat", json=CHAT, headers=headers, timeout=30)
 
@@ -62,8 +50,8 @@ def chat(server, headers: dict) -> httpx.Response:
 def test_requests_per_minute_are_counted_once_for_every_instance(instances):
     first, second = instances
     name, headers = make_key(first, "--requests-per-minute", "3")
-    served_by(first, headers)
-    served_by(second, headers)
+    wait_for_key(first, headers["Authorization"].removeprefix("Bearer "))
+    wait_for_key(second, headers["Authorization"].removeprefix("Bearer "))
     assert [chat(server, headers).status_code for server in (first, second, first)] == [200, 200, 200]
     refused = chat(second, headers)
     assert refused.status_code == 429, refused.text
@@ -76,8 +64,8 @@ def test_requests_per_minute_are_counted_once_for_every_instance(instances):
 def test_a_keys_open_requests_are_counted_once_for_every_instance(instances, fake):
     first, second = instances
     name, headers = make_key(first, "--max-concurrent", "1")
-    served_by(first, headers)
-    served_by(second, headers)
+    wait_for_key(first, headers["Authorization"].removeprefix("Bearer "))
+    wait_for_key(second, headers["Authorization"].removeprefix("Bearer "))
     fake.script(tokens=30, delay=0.1)  # a stream of about 3 s
     started, statuses = threading.Event(), []
 
@@ -107,7 +95,7 @@ def test_a_keys_open_requests_are_counted_once_for_every_instance(instances, fak
 def test_a_key_revoked_through_one_instance_is_refused_by_the_other_within_about_a_second(instances):
     first, second = instances
     name, headers = make_key(first)
-    served_by(second, headers)
+    wait_for_key(second, headers["Authorization"].removeprefix("Bearer "))
     assert chat(second, headers).status_code == 200
     keys(first, "revoke", name)
     revoked = time.monotonic()

@@ -11,7 +11,17 @@ import httpx
 import psycopg
 import pytest
 
-from tests.conftest import PY, ROOT, admin_login, db_query, make_superuser, proxy_env, start_proxy, stop
+from tests.conftest import (
+    PY,
+    ROOT,
+    admin_login,
+    db_query,
+    make_superuser,
+    proxy_env,
+    start_proxy,
+    stop,
+    wait_for_key,
+)
 
 pytestmark = pytest.mark.e2e
 HI = [{"role": "user", "content": "hi"}]
@@ -23,14 +33,6 @@ def make_key(server, name: str) -> str:
     done = subprocess.run([PY, "manage.py", "keys", "create", name], cwd=ROOT, env=server.env, check=True,
                           capture_output=True, text=True)
     return done.stdout.strip().splitlines()[-1]
-
-
-def wait_for_key(server, key: str, timeout: float = 5.0):
-    """The running server reads the keys again about once a second."""
-    deadline = time.monotonic() + timeout
-    while httpx.get(f"{server.url}/api/tags", headers={"Authorization": f"Bearer {key}"}).status_code != 200:
-        assert time.monotonic() < deadline, "the server never saw the new key"
-        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")
