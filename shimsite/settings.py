@@ -232,7 +232,9 @@ LOGGING = {
     "loggers": {
         "django.channels.server": {"filters": ["masked_path_keys"]},  # runserver's access lines
         "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
-        "routing": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
+        # Its own handler, and no further: the `daphne` command gives the root logger a handler of its own,
+        # which printed every line a second time.
+        "routing": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO"), "propagate": False},
         # httpx logs every upstream request at INFO, and Daphne sends INFO to stderr: a line per request,
         # about 3% of the proxy's CPU under load. Failures reach the client and the request log anyway.
         "httpx": {"level": "WARNING"},

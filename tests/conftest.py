@@ -130,6 +130,15 @@ def test_client_host_allowed():
     settings.PROXY_ALLOWED_HOSTS = [*settings.PROXY_ALLOWED_HOSTS, "testserver"]
 
 
+@pytest.fixture(autouse=True, scope="session")
+def proxy_logs_reach_caplog():
+    """The proxy's loggers (`routing.*`) print through their own handler and stop there (settings.LOGGING);
+    pytest's `caplog` listens on the root logger, so in-process tests let them go on to it."""
+    import logging
+
+    logging.getLogger("routing").propagate = True
+
+
 # --- processes for end-to-end tests ------------------------------------------------------------
 
 
