@@ -7,18 +7,22 @@ from datetime import date, datetime, timedelta, timezone
 from django import forms
 from django.db.models import Q, QuerySet
 
-from .usage import day_range
+from .usage import NONE, day_range
 
 PAGE_SIZE = 50
 LAST = {"15m": timedelta(minutes=15), "1h": timedelta(hours=1), "24h": timedelta(days=1),
         "7d": timedelta(days=7)}
 USAGE_DAYS = 30
+def exact(value: str) -> str:
+    """The stored value a key or alias filter means: "" for NONE."""
+    return "" if value == NONE else value
 
 
 class HistoryFilter(forms.Form):
     alias = forms.CharField(required=False, max_length=200)
     model = forms.CharField(required=False, max_length=200, help_text="LM Studio model id")
-    key = forms.CharField(required=False, max_length=100, help_text='API key name ("operator": API_KEY)')
+    key = forms.CharField(required=False, max_length=100,
+                          help_text='API key name ("operator": API_KEY, "(none)": requests without a key)')
     api = forms.ChoiceField(required=False, choices=[("", "any API"), ("ollama", "Ollama"), ("openai", "OpenAI"), ("responses", "Responses"), ("anthropic", "Anthropic")])
     status = forms.ChoiceField(required=False, choices=[("", "any status"), ("error", "errors only"),
                                                         ("ok", "answered only")])
@@ -39,11 +43,11 @@ class HistoryFilter(forms.Form):
         """`qs` narrowed by every filter (not the cursor)."""
         data = self.cleaned_data
         if data["alias"]:
-            qs = qs.filter(alias=data["alias"])
+            qs = qs.filter(alias=exact(data["alias"]))
         if data["model"]:
             qs = qs.filter(upstream_model=data["model"])
         if data["key"]:
-            qs = qs.filter(key_name=data["key"])
+            qs = qs.filter(key_name=exact(data["key"]))
         if data["api"]:
             qs = qs.filter(api=data["api"])
         if data["status"]:
@@ -68,9 +72,9 @@ class HistoryFilter(forms.Form):
     def matches(self, row: dict) -> bool:
         """Whether a live row (see `live.live_row`) passes the filters the page shows live."""
         data = self.cleaned_data
-        return ((not data["alias"] or row["alias"] == data["alias"])
+        return ((not data["alias"] or row["alias"] == exact(data["alias"]))
                 and (not data["model"] or row["upstream_model"] == data["model"])
-                and (not data["key"] or row.get("key_name") == data["key"])
+                and (not data["key"] or row.get("key_name", "") == exact(data["key"]))
                 and (not data["api"] or row["api"] == data["api"])
                 and (not data["status"] or (row["status"] >= 400) == (data["status"] == "error")))
 
@@ -102,9 +106,9 @@ class UsageFilter(forms.Form):
         since, until = day_range(data["start"], data["end"])
         qs = qs.filter(started_at__gte=since, started_at__lt=until)
         if data["key"]:
-            qs = qs.filter(key_name=data["key"])
+            qs = qs.filter(key_name=exact(data["key"]))
         if data["alias"]:
-            qs = qs.filter(alias=data["alias"])
+            qs = qs.filter(alias=exact(data["alias"]))
         return qs
 
 

@@ -27,6 +27,7 @@ from django.db.models.functions import Coalesce, TruncDate
 from django.utils.timezone import localtime
 
 NO_KEY, PASS_THROUGH = "(no key)", "(no alias)"
+NONE = "(none)"  # the key or alias filter's value for requests without one (adminui.filters)
 CSV_FIELDS = ("day", "key", "alias", "requests", "errors", "prompt_tokens", "completion_tokens",
               "ttft_median_ms", "ttft_p95_ms", "tokens_per_second_median")
 KEY_COLOURS = 8  # the chart's key-0 … key-7 classes in history.css, used in turn
@@ -175,14 +176,14 @@ def build(sums: dict[Group, Usage], timings: dict[Group, Timings]) -> Report:
 
 def history_query(usage: Usage, start: date, end: date) -> dict[str, str]:
     """The history list's filters (adminui.filters.HistoryFilter) for a row's requests, or a key's over
-    the page's days. Its times are local (TIME_ZONE), so the UTC day is given in local time. It has no
-    filter for "no key" or "pass-through": those rows link to every key's or alias's requests."""
+    the page's days; NONE for the requests without a key or an alias. Its times are local (TIME_ZONE),
+    so the UTC day is given in local time."""
     since, until = day_range(usage.day or start, usage.day or end)
     query = {"since": f"{localtime(since):%Y-%m-%dT%H:%M}", "until": f"{localtime(until):%Y-%m-%dT%H:%M}"}
-    if usage.key_name:
-        query["key"] = usage.key_name
-    if usage.alias:
-        query["alias"] = usage.alias
+    if usage.key_name is not None:
+        query["key"] = usage.key_name or NONE
+    if usage.alias is not None:
+        query["alias"] = usage.alias or NONE
     return query
 
 

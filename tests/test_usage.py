@@ -192,6 +192,34 @@ def test_the_page_shows_the_rows_the_chart_and_links_to_the_history_of_each_row(
     listed = admin_client.get(link.replace("&amp;", "&")).content.decode()
     assert listed.count("data-request-id=") == 2       # exactly that row's requests
     assert 'href="/history/usage/"' in admin_client.get("/history/").content.decode()  # the list links here
+    # the row of the requests without a key or an alias links to exactly them
+    nobody = ("/history/?since=2026-11-21T00%3A00&amp;until=2026-11-22T00%3A00&amp;key=%28none%29"
+              "&amp;alias=%28none%29")
+    assert nobody in html
+    listed = admin_client.get(nobody.replace("&amp;", "&")).content.decode()
+    assert listed.count("data-request-id=") == 1 and "mistral-7b" in listed
+
+
+@pytest.mark.parametrize("key, alias, expected", [
+    ("(none)", "", ["none-1"]), ("", "(none)", ["none-1", "ann-2"]), ("ann", "(none)", ["ann-2"]),
+    ("ann", "", ["ann-1", "ann-2"]), ("(none)", "coder", []),
+])
+def test_the_history_filters_take_none_for_requests_without_a_key_or_an_alias(key, alias, expected):
+    from adminui.filters import HistoryFilter, UsageFilter
+    from adminui.models import RequestLog
+
+    seed(log(request_id="ann-1"), log(request_id="ann-2", alias=""),
+         log(request_id="none-1", key_name="", alias=""))
+    form = HistoryFilter({"key": key, "alias": alias})
+    assert form.is_valid()
+    found = sorted(form.apply(RequestLog.objects.all()).values_list("request_id", flat=True))
+    assert found == sorted(expected)
+    live = [row for row in RequestLog.objects.values("request_id", "key_name", "alias", "upstream_model", "api",
+                                                     "status") if form.matches(row)]
+    assert sorted(row["request_id"] for row in live) == sorted(expected)  # the live rows agree
+    usage = UsageFilter({"key": key, "alias": alias, "start": "2026-11-01", "end": "2026-11-30"})
+    assert usage.is_valid() and sorted(usage.apply(RequestLog.objects.all()).values_list(
+        "request_id", flat=True)) == sorted(expected)
 
 
 def test_the_key_menu_offers_the_logged_keys_and_the_existing_ones(admin_client):
