@@ -18,6 +18,15 @@ def exact(value: str) -> str:
     return "" if value == NONE else value
 
 
+def by_key_and_alias(qs: QuerySet, data: dict) -> QuerySet:
+    """`qs` narrowed to the API key and the alias the filters name, if any (NONE: the rows without one)."""
+    if data["key"]:
+        qs = qs.filter(key_name=exact(data["key"]))
+    if data["alias"]:
+        qs = qs.filter(alias=exact(data["alias"]))
+    return qs
+
+
 class HistoryFilter(forms.Form):
     alias = forms.CharField(required=False, max_length=200)
     model = forms.CharField(required=False, max_length=200, help_text="LM Studio model id")
@@ -42,12 +51,9 @@ class HistoryFilter(forms.Form):
     def apply(self, qs: QuerySet, now: datetime | None = None) -> QuerySet:
         """`qs` narrowed by every filter (not the cursor)."""
         data = self.cleaned_data
-        if data["alias"]:
-            qs = qs.filter(alias=exact(data["alias"]))
+        qs = by_key_and_alias(qs, data)
         if data["model"]:
             qs = qs.filter(upstream_model=data["model"])
-        if data["key"]:
-            qs = qs.filter(key_name=exact(data["key"]))
         if data["api"]:
             qs = qs.filter(api=data["api"])
         if data["status"]:
@@ -104,12 +110,7 @@ class UsageFilter(forms.Form):
     def apply(self, qs: QuerySet) -> QuerySet:
         data = self.cleaned_data
         since, until = day_range(data["start"], data["end"])
-        qs = qs.filter(started_at__gte=since, started_at__lt=until)
-        if data["key"]:
-            qs = qs.filter(key_name=exact(data["key"]))
-        if data["alias"]:
-            qs = qs.filter(alias=exact(data["alias"]))
-        return qs
+        return by_key_and_alias(qs.filter(started_at__gte=since, started_at__lt=until), data)
 
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)

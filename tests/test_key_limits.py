@@ -80,66 +80,66 @@ def exchange(grant: KeyGrant | None) -> Exchange:
 async def test_max_concurrent_refuses_the_next_until_one_ends(limits):
     grant = KeyGrant("ann", max_concurrent=2)
     first, second = exchange(grant), exchange(grant)
-    await limits.admit(grant, first)
-    await limits.admit(grant, second)
+    await limits.admit(first)
+    await limits.admit(second)
     with pytest.raises(KeyLimitReached, match="2 requests open.*max concurrent 2") as info:
-        await limits.admit(grant, exchange(grant))
+        await limits.admit(exchange(grant))
     assert info.value.headers() == {"Retry-After": "1"}
     first.release()
     await _settled()
-    await limits.admit(grant, exchange(grant))
+    await limits.admit(exchange(grant))
 
 
 async def test_requests_per_minute_says_when_the_next_is_allowed(limits, where, clock):
     grant = KeyGrant("ann", requests_per_minute=2)
     for _ in range(2):
-        await limits.admit(grant, exchange(grant))
+        await limits.admit(exchange(grant))
         clock.now += 10
     with pytest.raises(KeyLimitReached, match="made 2 requests in the last minute.*requests per minute 2") as info:
-        await limits.admit(grant, exchange(grant))
+        await limits.admit(exchange(grant))
     if where == "redis":  # Redis's own clock: the first request was just now
         assert 59 <= info.value.retry_after <= 60
         return
     assert info.value.retry_after == 40 and "in 40 s" in info.value.message
     clock.now += 40  # a sliding minute: the first request has left it
-    await limits.admit(grant, exchange(grant))
+    await limits.admit(exchange(grant))
 
 
 async def test_tokens_per_day_count_finished_requests_until_utc_midnight(limits, clock):
     grant = KeyGrant("ann", tokens_per_day=100)
     done = exchange(grant)
-    await limits.admit(grant, done)
+    await limits.admit(done)
     done.prompt_tokens, done.completion_tokens = 60, 40
     limits.observe(done)
     await _settled()
     with pytest.raises(KeyLimitReached, match="used 100 tokens today.*00:00 UTC, in 60 s") as info:
-        await limits.admit(grant, exchange(grant))
+        await limits.admit(exchange(grant))
     assert info.value.retry_after == 60
     clock.day = datetime(2026, 12, 7, 0, 0, 1, tzinfo=timezone.utc)
-    await limits.admit(grant, exchange(grant))
+    await limits.admit(exchange(grant))
 
 
 async def test_a_request_admitted_is_never_cut_by_its_own_tokens(limits):
     grant = KeyGrant("ann", tokens_per_day=10)
     streaming = exchange(grant)
-    await limits.admit(grant, streaming)  # admitted under the limit; what it uses only counts when it ends
+    await limits.admit(streaming)  # admitted under the limit; what it uses only counts when it ends
     streaming.completion_tokens = 500
     limits.observe(streaming)
     await _settled()
     with pytest.raises(KeyLimitReached):
-        await limits.admit(grant, exchange(grant))
+        await limits.admit(exchange(grant))
 
 
 async def test_keys_without_limits_and_the_operator_are_not_counted(limits):
     for _ in range(1000):
         for grant in (OPERATOR_GRANT, KeyGrant("free"), None):
-            await limits.admit(grant, exchange(grant))
+            await limits.admit(exchange(grant))
     assert limits.counts.status() in {"this process", "redis"}
 
 
 async def test_limits_are_per_key(limits):
-    await limits.admit(KeyGrant("ann", max_concurrent=1), exchange(KeyGrant("ann", max_concurrent=1)))
-    await limits.admit(KeyGrant("bob", max_concurrent=1), exchange(KeyGrant("bob", max_concurrent=1)))
+    await limits.admit(exchange(KeyGrant("ann", max_concurrent=1)))
+    await limits.admit(exchange(KeyGrant("bob", max_concurrent=1)))
 
 
 async def test_two_instances_on_one_redis_share_every_count(redis_server, clock):
@@ -147,28 +147,28 @@ async def test_two_instances_on_one_redis_share_every_count(redis_server, clock)
     one, two = (make_limits("redis", clock, redis_server.url) for _ in range(2))
     try:
         minute = KeyGrant("ann", requests_per_minute=2)
-        await one.admit(minute, exchange(minute))
-        await two.admit(minute, exchange(minute))
+        await one.admit(exchange(minute))
+        await two.admit(exchange(minute))
         with pytest.raises(KeyLimitReached, match="made 2 requests"):
-            await one.admit(minute, exchange(minute))
+            await one.admit(exchange(minute))
 
         open_one = KeyGrant("bob", max_concurrent=1)
         held = exchange(open_one)
-        await one.admit(open_one, held)
+        await one.admit(held)
         with pytest.raises(KeyLimitReached, match="1 requests open"):
-            await two.admit(open_one, exchange(open_one))
+            await two.admit(exchange(open_one))
         held.release()
         await _settled()
-        await two.admit(open_one, exchange(open_one))
+        await two.admit(exchange(open_one))
 
         daily = KeyGrant("cy", tokens_per_day=50)
         done = exchange(daily)
-        await one.admit(daily, done)
+        await one.admit(done)
         done.prompt_tokens = 50
         one.observe(done)
         await _settled()
         with pytest.raises(KeyLimitReached, match="used 50 tokens today"):
-            await two.admit(daily, exchange(daily))
+            await two.admit(exchange(daily))
     finally:
         await one.aclose()
         await two.aclose()
@@ -180,12 +180,12 @@ async def test_the_open_requests_of_an_instance_that_died_stop_counting_after_th
     monkeypatch.setattr(shared_counts, "LEASE", 1)
     grant = KeyGrant("ann", max_concurrent=1)
     dead, alive = (make_limits("redis", clock, redis_server.url) for _ in range(2))
-    await dead.admit(grant, exchange(grant))
+    await dead.admit(exchange(grant))
     await dead.aclose()  # never released, its leases never renewed
     with pytest.raises(KeyLimitReached):
-        await alive.admit(grant, exchange(grant))
+        await alive.admit(exchange(grant))
     await _settled(1.2)
-    await alive.admit(grant, exchange(grant))
+    await alive.admit(exchange(grant))
     await alive.aclose()
 
 
@@ -194,10 +194,10 @@ async def test_a_long_request_keeps_its_count_past_the_lease(redis_server, clock
     monkeypatch.setattr(shared_counts, "LEASE", 0.6)  # renewed every 0.2 s
     grant = KeyGrant("ann", max_concurrent=1)
     holder, other = (make_limits("redis", clock, redis_server.url) for _ in range(2))
-    await holder.admit(grant, exchange(grant))
+    await holder.admit(exchange(grant))
     await _settled(1.5)
     with pytest.raises(KeyLimitReached):
-        await other.admit(grant, exchange(grant))
+        await other.admit(exchange(grant))
     await holder.aclose()
     await other.aclose()
 
@@ -211,15 +211,15 @@ async def test_while_redis_is_away_each_process_counts_its_own_and_says_so(clock
     grant = KeyGrant("ann", requests_per_minute=1)
     try:
         server.stop()
-        await limits.admit(grant, exchange(grant))  # Redis away: counted here, not refused, not hung
+        await limits.admit(exchange(grant))  # Redis away: counted here, not refused, not hung
         with pytest.raises(KeyLimitReached):
-            await limits.admit(grant, exchange(grant))
+            await limits.admit(exchange(grant))
         assert len(counted) == 2 and "Redis is away" in limits.counts.status()
         assert sum("counting in this process" in r.message for r in caplog.records) == 1
         server.start()
         await _settled(0.3)
         other = KeyGrant("bob", requests_per_minute=1)
-        await limits.admit(other, exchange(other))
+        await limits.admit(exchange(other))
         assert limits.counts.status() == "redis" and len(counted) == 2
         assert any("counted in Redis again" in r.message for r in caplog.records)
     finally:

@@ -123,9 +123,10 @@ class KeyLimits:
         self.counts = counts if counts is not None else LocalCounts()
         self._utc_now = utc_now
 
-    async def admit(self, grant: KeyGrant | None, exchange: Exchange):
+    async def admit(self, exchange: Exchange):
         """Count `exchange` against its key's limits, or raise KeyLimitReached; the request's count is
         given back when the exchange is over."""
+        grant = exchange.grant
         if not limited(grant):
             return
         now = self._utc_now()
@@ -138,9 +139,9 @@ class KeyLimits:
     def observe(self, exchange: Exchange):
         """An observer: a finished exchange's tokens count against its key for the UTC day (keys with a
         daily limit only)."""
-        used = (exchange.prompt_tokens or 0) + (exchange.completion_tokens or 0)
-        if used and exchange.grant is not None and exchange.grant.tokens_per_day:
-            self.counts.add_tokens(exchange.grant.name, self._utc_now().date(), used)
+        used, grant = (exchange.prompt_tokens or 0) + (exchange.completion_tokens or 0), exchange.grant
+        if used and grant is not None and grant.tokens_per_day:
+            self.counts.add_tokens(grant.name, self._utc_now().date(), used)
 
     def status(self) -> dict:
         """For /ready: where the counts live."""

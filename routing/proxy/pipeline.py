@@ -119,9 +119,8 @@ async def _proxy(state: AppState, request: HttpRequest, endpoint: Endpoint,
     body = parse_body(request)
     exchange.request_body = body
     requested = exchange.requested_model = require_model(body)  # recorded, even when refused below
-    grant = getattr(request, "api_key", None)
-    refuse_outside_scope(grant, requested)
-    await state.limits.admit(grant, exchange)  # after the scope: a refused model uses none of the key's limits
+    refuse_outside_scope(exchange.grant, requested)
+    await state.limits.admit(exchange)  # after the scope: a refused model uses none of the key's limits
     table = await state.registry.table()
     route = await resolve_route(state.pool, table, requested)
     exchange.upstream_model = route.model
