@@ -143,7 +143,7 @@ def usage_page(request: HttpRequest):
         return _usage_csv(form)
     context = {"nav": "usage", "form": form, "aliases": _distinct("alias"),
                "keys": sorted({*_distinct("key_name"), *ApiKey.objects.values_list("name", flat=True),
-                               form.data.get("key", "")} - {""})}
+                               form.data.get("key", "")} - {"", usage.NONE})}
     if form.is_valid():
         context.update(_usage_tables(form))
     return render(request, "adminui/usage.html", context, status=200 if form.is_valid() else 400)

@@ -229,6 +229,9 @@ def test_the_key_menu_offers_the_logged_keys_and_the_existing_ones(admin_client)
     seed(log(key_name="bob"), log(key_name=""))
     keys = admin_client.get("/history/usage/").context["keys"]
     assert keys == ["bob", "carol"]
+    chosen = admin_client.get("/history/usage/", {"key": "(none)"})
+    assert chosen.context["keys"] == ["bob", "carol"]  # "(none)" is the menu's own "(no key)" entry, once
+    assert chosen.content.decode().count('<option value="(none)" selected>(no key)</option>') == 1
 
 
 def test_the_csv_has_the_same_rows_unformatted(admin_client):
