@@ -6,12 +6,11 @@ tokens. Interleaved in blocks, as the other TTFB figures."""
 from __future__ import annotations
 
 import statistics
-import subprocess
 import time
 
 from bench import probes
 from bench.servers import ALIAS, Processes
-from tests.conftest import PY, ROOT
+from tests.conftest import make_key
 
 UNKEYED, KEYED = "no key", "keyed"
 LIMITS = ("--aliases", ALIAS, "--max-concurrent", "1000", "--requests-per-minute", "10000000",
@@ -22,9 +21,7 @@ def start_keyed(procs: Processes) -> dict:
     """The two proxies, the second with one key; returns the header that carries it."""
     procs.add_proxy(UNKEYED, REQUEST_LOG="true")
     proxy = procs.add_proxy(KEYED, REQUEST_LOG="true")
-    made = subprocess.run([PY, "manage.py", "keys", "create", "bench", *LIMITS], cwd=ROOT, env=proxy.server.env,
-                          check=True, capture_output=True, text=True)
-    headers = {"Authorization": f"Bearer {made.stdout.strip().splitlines()[-1]}"}
+    headers = {"Authorization": f"Bearer {make_key(proxy.server, 'bench', *LIMITS)}"}
     deadline = time.monotonic() + 10  # the running server reads its keys about once a second
     while True:
         try:

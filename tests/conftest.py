@@ -493,6 +493,13 @@ def two_instances(tmp_path_factory, lmstudio_url: str, database_url: str, redis_
         stop(second.proc)
 
 
+def make_key(server, name: str, *options: str) -> str:
+    """A new API key from `manage.py keys create` (the last line of its output) for a test server."""
+    done = subprocess.run([PY, "manage.py", "keys", "create", name, *options], cwd=ROOT, env=server.env,
+                          check=True, capture_output=True, text=True)
+    return done.stdout.strip().splitlines()[-1]
+
+
 def wait_for_key(server, key: str, timeout: float = 5.0):
     """The running server reads the keys again about once a second: wait until it requires a key (before
     the first, the API is open to any) and serves this one."""

@@ -3,7 +3,6 @@ request against its key instead of its address (units, then the real server with
 loopback addresses)."""
 from __future__ import annotations
 
-import subprocess
 import threading
 
 import pytest
@@ -12,7 +11,7 @@ from routing.core.errors import TooManyRequests
 from routing.lmstudio.admission import Admission
 from routing.security.clients import client_address, networks, share
 from routing.security.keys import OPERATOR_GRANT, KeyGrant
-from tests.conftest import PY, ROOT, db_query, start_proxy, stop, wait_for_key
+from tests.conftest import db_query, make_key, start_proxy, stop, wait_for_key
 from tests.test_fairness import CHAT, client_from
 
 PROXIES = networks(("10.0.0.0/8", "127.0.0.1", "::1"))
@@ -125,9 +124,7 @@ def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_share(fake, tm
 def test_keyed_requests_count_against_their_key_not_their_address(fake, tmp_path):
     fake.script(tokens=40, delay=0.1)  # each answer takes about 4 s
     server = start_proxy(tmp_path, fake.url, MAX_CLIENT_REQUESTS=1)
-    ann, bob = (subprocess.run([PY, "manage.py", "keys", "create", name], cwd=ROOT, env=server.env, check=True,
-                               capture_output=True, text=True).stdout.strip().splitlines()[-1]
-                for name in ("ann", "bob"))
+    ann, bob = (make_key(server, name) for name in ("ann", "bob"))
     for key in (ann, bob):
         wait_for_key(server, key)
     threads, statuses = [], []

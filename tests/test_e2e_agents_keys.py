@@ -13,9 +13,9 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import PY, ROOT, db_query, start_proxy, stop
+from tests.conftest import PY, ROOT, db_query, make_key, start_proxy, stop
 from tests.test_e2e_agents import REPLY, assert_a_tool_loop, claude, codex, upstream_models
-from tests.test_e2e_keys import assert_never_written, make_key
+from tests.test_e2e_keys import assert_never_written
 
 pytestmark = pytest.mark.e2e
 

@@ -5,7 +5,6 @@ import os
 import shutil
 import sqlite3
 import subprocess
-import threading
 import time
 from pathlib import Path
 

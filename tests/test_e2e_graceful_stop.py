@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.api_endpoints import DIALECT_CHATS, STREAM_ENDS
-from tests.conftest import PY, ROOT, db_query, start_proxy, wait_for_key
+from tests.conftest import db_query, make_key, start_proxy, wait_for_key
 
 pytestmark = pytest.mark.e2e
 
@@ -76,9 +76,7 @@ def test_a_stop_lets_fifty_streams_finish_and_each_has_its_row(fake, tmp_path, s
 
 def test_a_stop_closes_the_redis_client_of_the_key_limits_cleanly(fake, tmp_path, redis_url):
     server = start_proxy(tmp_path, fake.url, REDIS_URL=redis_url)
-    made = subprocess.run([PY, "manage.py", "keys", "create", "limited", "--requests-per-minute", "100"], cwd=ROOT,
-                          env=server.env, check=True, capture_output=True, text=True)
-    key = made.stdout.strip().splitlines()[-1]
+    key = make_key(server, "limited", "--requests-per-minute", "100")
     wait_for_key(server, key)
     answer = httpx.post(f"{server.url}/api/chat", headers={"Authorization": f"Bearer {key}"}, timeout=30,
                         json={"model": "coder", "messages": [], "stream": False})

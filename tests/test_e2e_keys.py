@@ -7,17 +7,11 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import PY, ROOT, db_path, db_query, start_proxy, stop
+from tests.conftest import PY, ROOT, db_path, db_query, make_key, start_proxy, stop
 from tests.test_ops import sample
 
 pytestmark = pytest.mark.e2e
 HI = [{"role": "user", "content": "hi"}]
-
-
-def make_key(server, name, *options) -> str:
-    done = subprocess.run([PY, "manage.py", "keys", "create", name, *options], cwd=ROOT, env=server.env,
-                          check=True, capture_output=True, text=True)
-    return done.stdout.strip().splitlines()[-1]
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import httpx
 import psycopg
 import pytest
 
-from tests.conftest import PY, ROOT, two_instances, wait_for_key
+from tests.conftest import PY, ROOT, make_key, two_instances, wait_for_key
 
 pytestmark = pytest.mark.e2e
 CHAT = {"model": "coder", "messages": [{"role": "user", "content": "hi"}], "stream": False}
@@ -37,9 +37,9 @@ def keys(server, *args: str) -> str:
                           capture_output=True, text=True).stdout
 
 
-def make_key(server, *options: str) -> tuple[str, dict]:
+def team_key(server, *options: str) -> tuple[str, dict]:
     name = f"team-{uuid.uuid4().hex[:6]}"  # Redis outlives a test: a fresh name starts from no counts
-    key = keys(server, "create", name, *options).strip().splitlines()[-1]
+    key = make_key(server, name, *options)
     return name, {"Authorization": f"Bearer {key}"}
 
 
@@ -49,7 +49,7 @@ def chat(server, headers: dict) -> httpx.Response:
 
 def test_requests_per_minute_are_counted_once_for_every_instance(instances):
     first, second = instances
-    name, headers = make_key(first, "--requests-per-minute", "3")
+    name, headers = team_key(first, "--requests-per-minute", "3")
     wait_for_key(first, headers["Authorization"].removeprefix("Bearer "))
     wait_for_key(second, headers["Authorization"].removeprefix("Bearer "))
     assert [chat(server, headers).status_code for server in (first, second, first)] == [200, 200, 200]
@@ -63,7 +63,7 @@ def test_requests_per_minute_are_counted_once_for_every_instance(instances):
 
 def test_a_keys_open_requests_are_counted_once_for_every_instance(instances, fake):
     first, second = instances
-    name, headers = make_key(first, "--max-concurrent", "1")
+    name, headers = team_key(first, "--max-concurrent", "1")
     wait_for_key(first, headers["Authorization"].removeprefix("Bearer "))
     wait_for_key(second, headers["Authorization"].removeprefix("Bearer "))
     fake.script(tokens=30, delay=0.1)  # a stream of about 3 s
@@ -94,7 +94,7 @@ def test_a_keys_open_requests_are_counted_once_for_every_instance(instances, fak
 
 def test_a_key_revoked_through_one_instance_is_refused_by_the_other_within_about_a_second(instances):
     first, second = instances
-    name, headers = make_key(first)
+    name, headers = team_key(first)
     wait_for_key(second, headers["Authorization"].removeprefix("Bearer "))
     assert chat(second, headers).status_code == 200
     keys(first, "revoke", name)

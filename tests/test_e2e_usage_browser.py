@@ -16,6 +16,7 @@ from tests.conftest import (
     ROOT,
     admin_login,
     db_query,
+    make_key,
     make_superuser,
     proxy_env,
     start_proxy,
@@ -27,12 +28,6 @@ pytestmark = pytest.mark.e2e
 HI = [{"role": "user", "content": "hi"}]
 # Who asks for what: (key, model, how many times); the unknown model is a 404, logged as pass-through.
 TRAFFIC = [("ann", "coder", 3), ("ann", "tiny", 1), ("bob", "tiny", 2), ("bob", "no-such-model", 1)]
-
-
-def make_key(server, name: str) -> str:
-    done = subprocess.run([PY, "manage.py", "keys", "create", name], cwd=ROOT, env=server.env, check=True,
-                          capture_output=True, text=True)
-    return done.stdout.strip().splitlines()[-1]
 
 
 @pytest.fixture(scope="module")
