@@ -6,11 +6,10 @@ tokens. Interleaved in blocks, as the other TTFB figures."""
 from __future__ import annotations
 
 import statistics
-import time
 
 from bench import probes
 from bench.servers import ALIAS, Processes
-from tests.conftest import make_key
+from tests.conftest import make_key, wait_for_key
 
 UNKEYED, KEYED = "no key", "keyed"
 LIMITS = ("--aliases", ALIAS, "--max-concurrent", "1000", "--requests-per-minute", "10000000",
@@ -18,20 +17,13 @@ LIMITS = ("--aliases", ALIAS, "--max-concurrent", "1000", "--requests-per-minute
 
 
 def start_keyed(procs: Processes) -> dict:
-    """The two proxies, the second with one key; returns the header that carries it."""
+    """The two proxies, the second with one key; returns the header that carries it, once that proxy
+    requires a key and serves this one (before it has read its keys, it serves anybody)."""
     procs.add_proxy(UNKEYED, REQUEST_LOG="true")
     proxy = procs.add_proxy(KEYED, REQUEST_LOG="true")
-    headers = {"Authorization": f"Bearer {make_key(proxy.server, 'bench', *LIMITS)}"}
-    deadline = time.monotonic() + 10  # the running server reads its keys about once a second
-    while True:
-        try:
-            probes.time_to_first_byte(proxy.url, "/api/chat", {"model": ALIAS, "messages": [], "stream": True},
-                                      headers)
-            return headers
-        except RuntimeError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
+    key = make_key(proxy.server, "bench", *LIMITS)
+    wait_for_key(proxy.server, key, timeout=10)
+    return {"Authorization": f"Bearer {key}"}
 
 
 def measure_keyed(procs: Processes, path: str, body: dict, rounds: int, block: int) -> dict:
